@@ -1,0 +1,159 @@
+// Package httpapi is the REST API: the Gin router, the handlers of the
+// original system's contract (PUT /, GET /?key=, DELETE /?key_name=), the
+// health endpoints, and the middleware that identifies, measures and turns
+// errors into responses.
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Config holds what the router is built from.
+type Config struct {
+	KV           KV
+	MaxBodyBytes int64
+	Cache        Pinger
+	Store        Pinger
+	Broker       Broker
+	Readiness    *Readiness
+	// HealthTimeout bounds each dependency check of /health.
+	HealthTimeout time.Duration
+	// ServedBy is sent as X-Served-By so that a client (and the e2e tests)
+	// can see which replica answered.
+	ServedBy   string
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// New returns the API's HTTP handler.
+func New(cfg Config) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	// Keys are in the query string; the path is always "/". Cleaning or
+	// redirecting paths would only hide client mistakes.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+
+	r.Use(
+		requestIDs(cfg.ServedBy),
+		measure(cfg.Registerer),
+		recoverPanics(cfg.Logger),
+		handleErrors(cfg.Logger),
+	)
+	r.NoMethod(func(c *gin.Context) { _ = c.Error(errMethodNotAllowed) })
+	r.NoRoute(func(c *gin.Context) { _ = c.Error(errNoRoute) })
+
+	h := &handlers{kv: cfg.KV, maxBodyBytes: cfg.MaxBodyBytes}
+	r.GET("/", h.get)
+	r.PUT("/", h.put)
+	r.DELETE("/", h.delete)
+
+	hc := &health{cache: cfg.Cache, store: cfg.Store, broker: cfg.Broker,
+		readiness: cfg.Readiness, timeout: cfg.HealthTimeout, now: cfg.Now}
+	r.GET("/health", hc.check)
+	r.GET("/healthz", live)
+	r.GET("/readyz", hc.ready)
+	return r
+}
+
+const requestIDKey = "request_id"
+
+// requestIDs takes the request id from X-Request-ID (set by nginx in the
+// fleet) or makes one, and echoes it, with the replica's name, in the
+// response.
+func requestIDs(servedBy string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-ID")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		c.Set(requestIDKey, id)
+		c.Header("X-Request-ID", id)
+		if servedBy != "" {
+			c.Header("X-Served-By", servedBy)
+		}
+		c.Next()
+	}
+}
+
+func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+// validRequestID accepts ids that are safe to log and echo: short and
+// printable ASCII.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// measure counts requests and their latency by route template, method and
+// status code; keys never become labels.
+func measure(reg prometheus.Registerer) gin.HandlerFunc {
+	f := promauto.With(reg)
+	requests := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "kvfleet_http_requests_total",
+		Help: "HTTP requests by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	duration := f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "kvfleet_http_request_duration_seconds",
+		Help:    "HTTP request latency by route and method.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"route", "method"})
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		method := c.Request.Method
+		switch method {
+		case http.MethodGet, http.MethodPut, http.MethodDelete:
+		default:
+			method = "other" // bounded label set whatever clients send
+		}
+		requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
+		duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+	}
+}
+
+// recoverPanics turns a panic into a generic 500 so that one bad request
+// cannot take the replica down; it is a bug, so it is logged loudly.
+func recoverPanics(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("panic while handling request", "request_id", requestID(c), "panic", p)
+				c.AbortWithStatusJSON(http.StatusInternalServerError,
+					errorBody{Detail: "internal error", Code: "internal"})
+			}
+		}()
+		c.Next()
+	}
+}

@@ -1,0 +1,252 @@
+// Package store keeps the system of record in PostgreSQL or CockroachDB
+// (through HAProxy in the fleet), with SQL that runs unchanged on both.
+//
+// Every row carries the version of the write that produced it, and every
+// write is a conditional upsert that only moves a row to the same or a
+// higher version. That single rule gives the consumer its guarantees:
+// applying a write twice changes nothing, applying writes out of order ends
+// in the newest one, and a delete is a tombstone that an older put cannot
+// overwrite.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/kvfleet/kvfleet/internal/backoff"
+	"github.com/kvfleet/kvfleet/internal/kv"
+	"github.com/kvfleet/kvfleet/internal/version"
+)
+
+// PoolConfig sizes and bounds the connection pool.
+type PoolConfig struct {
+	URL            string
+	MaxConns       int32
+	ConnectTimeout time.Duration
+	// MaxConnIdleTime must stay below HAProxy's idle timeouts, or the pool
+	// hands out connections the proxy has already cut.
+	MaxConnIdleTime time.Duration
+}
+
+// OpenPool connects a pgx pool. It does not wait for the database: the pool
+// dials lazily, so a process can start while the database is still coming up.
+func OpenPool(ctx context.Context, cfg PoolConfig) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// The parse error may quote the URL, password included.
+		return nil, errors.New("store: database URL cannot be parsed")
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	if cfg.ConnectTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+	}
+	if cfg.MaxConnIdleTime > 0 {
+		pc.MaxConnIdleTime = cfg.MaxConnIdleTime
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store: open pool: %w", err)
+	}
+	return pool, nil
+}
+
+// Options tune the store.
+type Options struct {
+	// QueryTimeout bounds each statement.
+	QueryTimeout time.Duration
+	// Attempts is how many times Apply tries a batch when the error is
+	// transient (serialization failure, lost connection, ambiguous commit)
+	// before it returns the error to the caller.
+	Attempts int
+	// Backoff is the first pause between attempts; it doubles, with jitter.
+	Backoff time.Duration
+}
+
+// Store implements kv.Store and the consumer's write side.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	duration *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool, opts Options, reg prometheus.Registerer) *Store {
+	if opts.Attempts < 1 {
+		opts.Attempts = 1
+	}
+	f := promauto.With(reg)
+	return &Store{
+		pool: pool,
+		opts: opts,
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kvfleet_db_query_duration_seconds",
+			Help:    "Latency of database statements by operation and result.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"op", "result"}),
+		retries: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvfleet_db_retries_total",
+			Help: "Statements retried after a transient error, by operation.",
+		}, []string{"op"}),
+	}
+}
+
+// Get implements kv.Store.
+func (s *Store) Get(ctx context.Context, key string) (kv.Item, error) {
+	var (
+		value, ver []byte
+		deleted    bool
+	)
+	err := s.timed(ctx, "get", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx,
+			`SELECT value, version, deleted FROM kv_items WHERE key = $1`, []byte(key),
+		).Scan(&value, &ver, &deleted)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return kv.Item{}, kv.ErrNotFound
+	}
+	if err != nil {
+		return kv.Item{}, fmt.Errorf("store: get: %w", err)
+	}
+	v, err := version.FromBytes(ver)
+	if err != nil {
+		return kv.Item{}, fmt.Errorf("store: get: stored version: %w", err)
+	}
+	return kv.Item{Key: key, Value: string(value), Version: v, Deleted: deleted}, nil
+}
+
+// Apply writes each item unless its row already holds a higher version, in
+// one statement, and reports for each item whether it was written. An item
+// whose version equals the stored one is written again (the same bytes), so
+// a redelivered write still counts as applied and its cache update is
+// repeated. Keys must be distinct (see kv.Newest). Transient errors are
+// retried up to Options.Attempts; the error returned after that says, through
+// Transient, whether trying again later may succeed.
+func (s *Store) Apply(ctx context.Context, items []kv.Item) ([]bool, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	query, args := upsertStatement(items)
+	written := make(map[string]bool, len(items))
+	err := s.retrying(ctx, "apply", func(ctx context.Context) error {
+		clear(written)
+		rows, err := s.pool.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		var key []byte
+		_, err = pgx.ForEachRow(rows, []any{&key}, func() error {
+			written[string(key)] = true
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: apply %d items: %w", len(items), err)
+	}
+	applied := make([]bool, len(items))
+	for i, item := range items {
+		applied[i] = written[item.Key]
+	}
+	return applied, nil
+}
+
+// upsertStatement builds one multi-row conditional upsert. A multi-row
+// VALUES list is used rather than unnest() of arrays because it means the
+// same thing to PostgreSQL and CockroachDB.
+func upsertStatement(items []kv.Item) (string, []any) {
+	var b strings.Builder
+	b.Grow(160 + len(items)*24)
+	b.WriteString(`INSERT INTO kv_items (key, value, version, deleted) VALUES `)
+	args := make([]any, 0, 4*len(items))
+	for i, item := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		n := 4 * i
+		b.WriteString("($")
+		b.WriteString(strconv.Itoa(n + 1))
+		b.WriteString(",$")
+		b.WriteString(strconv.Itoa(n + 2))
+		b.WriteString(",$")
+		b.WriteString(strconv.Itoa(n + 3))
+		b.WriteString(",$")
+		b.WriteString(strconv.Itoa(n + 4))
+		b.WriteByte(')')
+		args = append(args, []byte(item.Key), []byte(item.Value), item.Version.Bytes(), item.Deleted)
+	}
+	b.WriteString(` ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, deleted = excluded.deleted` +
+		` WHERE kv_items.version <= excluded.version RETURNING key`)
+	return b.String(), args
+}
+
+// PurgeTombstones deletes up to limit tombstones older than before and
+// returns how many it deleted. Rows that a newer put has revived meanwhile
+// are left alone by the repeated condition in the outer statement.
+func (s *Store) PurgeTombstones(ctx context.Context, before version.Version, limit int) (int64, error) {
+	var n int64
+	err := s.retrying(ctx, "purge", func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM kv_items WHERE deleted AND version < $1 AND key IN (
+			SELECT key FROM kv_items WHERE deleted AND version < $1 LIMIT $2)`, before.Bytes(), limit)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: purge tombstones: %w", err)
+	}
+	return n, nil
+}
+
+// Ping checks that a connection to the database works.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.timed(ctx, "ping", func(ctx context.Context) error {
+		if err := s.pool.Ping(ctx); err != nil {
+			return fmt.Errorf("store: ping: %w", err)
+		}
+		return nil
+	})
+}
+
+// timed runs one statement under the query timeout and records its latency.
+func (s *Store) timed(ctx context.Context, op string, f func(context.Context) error) error {
+	if s.opts.QueryTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.QueryTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	err := f(ctx)
+	result := "ok"
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		result = "error"
+	}
+	s.duration.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// retrying runs f until it succeeds, fails for good, or the attempts run out.
+func (s *Store) retrying(ctx context.Context, op string, f func(context.Context) error) error {
+	pause := backoff.New(s.opts.Backoff, 2*time.Second)
+	for attempt := 1; ; attempt++ {
+		err := s.timed(ctx, op, f)
+		if err == nil || !Transient(err) || attempt >= s.opts.Attempts || ctx.Err() != nil {
+			return err
+		}
+		s.retries.WithLabelValues(op).Inc()
+		if werr := pause.Wait(ctx); werr != nil {
+			return err
+		}
+	}
+}
