@@ -81,6 +81,9 @@ func NewClient(cfg Config) redis.UniversalClient {
 	})
 }
 
+// DefaultKeyPrefix namespaces the cache entries in Redis.
+const DefaultKeyPrefix = "kv:"
+
 // Options tune the cache.
 type Options struct {
 	// KeyPrefix namespaces the cache's keys in Redis.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +36,12 @@ type Handler func(ctx context.Context, deliveries <-chan amqp.Delivery) error
 type Subscriber struct {
 	cfg       SubscriberConfig
 	log       *slog.Logger
+	consuming atomic.Bool
 	connected prometheus.Gauge
 }
+
+// Consuming reports whether the subscriber currently has a consuming channel.
+func (s *Subscriber) Consuming() bool { return s.consuming.Load() }
 
 // NewSubscriber returns a Subscriber; Run connects it.
 func NewSubscriber(cfg SubscriberConfig, reg prometheus.Registerer) *Subscriber {
@@ -97,7 +102,11 @@ func (s *Subscriber) session(ctx context.Context, handle Handler) (consumed bool
 		return false, fmt.Errorf("queue: consume %s: %w", s.cfg.Topology.Queue, err)
 	}
 	s.connected.Set(1)
-	defer s.connected.Set(0)
+	s.consuming.Store(true)
+	defer func() {
+		s.connected.Set(0)
+		s.consuming.Store(false)
+	}()
 	s.log.Info("consuming", "op", "subscriber.connect", "queue", s.cfg.Topology.Queue, "prefetch", s.cfg.Prefetch)
 	if err := handle(ctx, deliveries); err != nil {
 		return true, err

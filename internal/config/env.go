@@ -1,0 +1,169 @@
+// Package config reads each binary's settings from KVFLEET_* environment
+// variables, so that a Compose file and a Kubernetes manifest set them the
+// same way. Every value has a default that works in the Compose fleet;
+// a value that cannot be used stops start-up with a message naming the
+// variable; and a configuration prints with its secrets masked.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix starts every variable name.
+const Prefix = "KVFLEET_"
+
+// env reads variables and collects every problem, so that a user fixes
+// them all in one go rather than one start-up at a time.
+type env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *env) fail(name, format string, args ...any) {
+	e.errs = append(e.errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+}
+
+func (e *env) err() error { return errors.Join(e.errs...) }
+
+func (e *env) lookup(name string) (string, bool) {
+	v := strings.TrimSpace(e.getenv(Prefix + name))
+	return v, v != ""
+}
+
+func (e *env) str(name, def string) string {
+	if v, ok := e.lookup(name); ok {
+		return v
+	}
+	return def
+}
+
+// required reads a variable that has no safe default (a secret).
+func (e *env) required(name string) string {
+	v, ok := e.lookup(name)
+	if !ok {
+		e.fail(name, "is required")
+	}
+	return v
+}
+
+func (e *env) list(name, def string) []string {
+	var out []string
+	for _, part := range strings.Split(e.str(name, def), ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func (e *env) integer(name string, def, lo, hi int) int {
+	v, ok := e.lookup(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.fail(name, "%q is not an integer", v)
+		return def
+	}
+	if n < lo || n > hi {
+		e.fail(name, "%d is out of range [%d, %d]", n, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (e *env) bytes(name string, def, lo, hi int64) int64 {
+	return int64(e.integer(name, int(def), int(lo), int(hi)))
+}
+
+func (e *env) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := e.lookup(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.fail(name, "%q is not a duration (use a unit: 500ms, 5s, 24h)", v)
+		return def
+	}
+	if d < lo || d > hi {
+		e.fail(name, "%s is out of range [%s, %s]", d, lo, hi)
+		return def
+	}
+	return d
+}
+
+func (e *env) boolean(name string, def bool) bool {
+	v, ok := e.lookup(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, "%q is not a boolean (true or false)", v)
+		return def
+	}
+	return b
+}
+
+func (e *env) address(name, def string) string {
+	v := e.str(name, def)
+	if _, port, err := splitHostPort(v); err != nil || port == "" {
+		e.fail(name, "%q is not a host:port address", v)
+	}
+	return v
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", "", errors.New("missing port")
+	}
+	if _, err := strconv.ParseUint(addr[i+1:], 10, 16); err != nil {
+		return "", "", err
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+func (e *env) urlWithScheme(name, def string, schemes ...string) string {
+	v := e.str(name, def)
+	e.checkURL(name, v, schemes...)
+	return v
+}
+
+func (e *env) checkURL(name, v string, schemes ...string) {
+	u, err := url.Parse(v)
+	if err != nil {
+		// The parse error would quote the URL, password and all.
+		e.fail(name, "is not a valid URL")
+		return
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			return
+		}
+	}
+	e.fail(name, "URL scheme %q is not one of %s", u.Scheme, strings.Join(schemes, ", "))
+}
+
+// maskURL hides the password in a URL for printing.
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+func mask(secret string) string {
+	if secret == "" {
+		return "<unset>"
+	}
+	return "<set>"
+}
