@@ -1,0 +1,173 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvfleet/kvfleet/internal/kv"
+	"github.com/kvfleet/kvfleet/internal/kvtest"
+	"github.com/kvfleet/kvfleet/internal/queue"
+	"github.com/kvfleet/kvfleet/internal/testserver"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func topology() queue.Topology {
+	return queue.Topology{Queue: "t.writes", DeadLetterExchange: "t.dlx", DeadLetterQueue: "t.dead", DeliveryLimit: 5}
+}
+
+func startPublisher(t *testing.T, url string) *queue.Publisher {
+	t.Helper()
+	p := queue.NewPublisher(queue.PublisherConfig{
+		Dialer:   &queue.Dialer{URLs: []string{url}, Timeout: 2 * time.Second, Heartbeat: 5 * time.Second},
+		Topology: topology(), Channels: 2, Timeout: 3 * time.Second, Logger: quiet,
+	}, prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = p.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	waitFor(t, "publisher to connect", p.Connected)
+	return p
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func write(key string, hlc uint64) kv.Write {
+	return kv.Write{Op: kv.OpPut, Key: key, Value: "v", Version: kvtest.V(hlc), AcceptedAt: time.Now()}
+}
+
+// queueDepth asks the broker how many ready messages a queue holds, with a
+// passive declare (list_queues reports quorum queues' counts with a delay).
+func queueDepth(t *testing.T, rmq *testserver.RabbitMQ, name string) int {
+	t.Helper()
+	conn, err := amqp.Dial(rmq.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("queue %s: %v", name, err)
+	}
+	return q.Messages
+}
+
+// TestRabbitMQ runs the publisher and subscriber against a real broker.
+func TestRabbitMQ(t *testing.T) {
+	rmq := testserver.MustRabbitMQ(t)
+	ctx := t.Context()
+	pub := startPublisher(t, rmq.URL)
+
+	t.Run("confirmed writes are in the durable queue", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for i := range 200 {
+			wg.Go(func() { errs <- pub.Publish(ctx, write("k", uint64(i+1))) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+		}
+		if got := queueDepth(t, rmq, "t.writes"); got != 200 {
+			t.Fatalf("queue holds %d messages, want 200", got)
+		}
+	})
+
+	t.Run("subscriber receives every confirmed write", func(t *testing.T) {
+		sub := queue.NewSubscriber(queue.SubscriberConfig{
+			Dialer:   &queue.Dialer{URLs: []string{rmq.URL}, Timeout: 2 * time.Second},
+			Topology: topology(), Prefetch: 50, Logger: quiet,
+		}, prometheus.NewRegistry())
+		subCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		seen := make(map[string]bool)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = sub.Run(subCtx, func(ctx context.Context, deliveries <-chan amqp.Delivery) error {
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case d, ok := <-deliveries:
+						if !ok {
+							return nil
+						}
+						w, err := queue.Decode(d.Body, kv.DefaultLimits)
+						if err != nil {
+							return err
+						}
+						seen[w.Version.String()] = true
+						_ = d.Ack(false)
+						if len(seen) == 200 {
+							cancel()
+						}
+					}
+				}
+			})
+		}()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("subscriber did not receive the writes")
+		}
+		if len(seen) != 200 {
+			t.Fatalf("received %d distinct writes, want 200", len(seen))
+		}
+	})
+
+	t.Run("a write that reaches no queue is not confirmed", func(t *testing.T) {
+		if out, err := rmq.Ctl(ctx, "delete_queue", "t.writes"); err != nil {
+			t.Fatalf("delete_queue: %v: %s", err, out)
+		}
+		err := pub.Publish(ctx, write("lost", 1))
+		if !errors.Is(err, queue.ErrUnroutable) {
+			t.Fatalf("Publish to a deleted queue = %v, want ErrUnroutable", err)
+		}
+	})
+
+	t.Run("publisher recovers after a broker restart", func(t *testing.T) {
+		if err := rmq.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "publisher to notice the broker is gone", func() bool { return !pub.Connected() })
+		if err := pub.Publish(ctx, write("down", 1)); !errors.Is(err, queue.ErrNotConnected) {
+			t.Fatalf("Publish while the broker is down = %v, want ErrNotConnected", err)
+		}
+		if err := rmq.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "publisher to reconnect", pub.Connected)
+		if err := pub.Publish(ctx, write("up", 2)); err != nil {
+			t.Fatalf("Publish after restart: %v", err)
+		}
+		// The reconnect redeclared the queue deleted above.
+		if got := queueDepth(t, rmq, "t.writes"); got != 1 {
+			t.Fatalf("queue holds %d messages after restart, want 1", got)
+		}
+	})
+}
