@@ -1,0 +1,295 @@
+package testserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// rabbitBinaries are what StartRabbitMQ needs.
+var rabbitBinaries = []string{"rabbitmq-server", "rabbitmqctl", "epmd"}
+
+const (
+	rabbitUser = "kvtest"
+	// rabbitStopGrace is how long a node may take to shut down cleanly on
+	// SIGTERM before it is killed.
+	rabbitStopGrace = 60 * time.Second
+	// ctlWaitDelay bounds how long Ctl waits for rabbitmqctl's output
+	// after it was killed because ctx ended.
+	ctlWaitDelay = 5 * time.Second
+)
+
+// amqpHeader opens an AMQP 0-9-1 connection.
+const amqpHeader = "AMQP\x00\x00\x09\x01"
+
+// RabbitMQ is a single RabbitMQ node on loopback with one non-guest
+// administrator user on the default vhost.
+type RabbitMQ struct {
+	// URL is amqp://user:pass@127.0.0.1:port/.
+	URL string
+
+	node      string
+	dir       string
+	port      int
+	serverBin string
+	ctlBin    string
+	env       []string
+	logPath   string
+
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartRabbitMQ starts a RabbitMQ node of its own under dir and waits until
+// it accepts AMQP connections. The node has a unique name, its own ports,
+// data, logs, config and Erlang cookie (HOME is dir), and no plugins.
+func StartRabbitMQ(ctx context.Context, dir string) (_ *RabbitMQ, err error) {
+	ctx, cancel := context.WithTimeout(ctx, rabbitStartTimeout)
+	defer cancel()
+	serverBin, err := findBinary("rabbitmq-server")
+	if err != nil {
+		return nil, err
+	}
+	ctlBin, err := findBinary("rabbitmqctl")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testserver: rabbitmq dir: %w", err)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("testserver: rabbitmq dir: %w", err)
+	}
+	if err := startEPMD(ctx, dir); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	password := randomHex(16)
+	r := &RabbitMQ{
+		URL: (&url.URL{
+			Scheme: "amqp",
+			User:   url.UserPassword(rabbitUser, password),
+			Host:   loopback(ports[0]),
+			Path:   "/",
+		}).String(),
+		node:      "kvt-" + randomHex(6) + "@localhost",
+		dir:       dir,
+		port:      ports[0],
+		serverBin: serverBin,
+		ctlBin:    ctlBin,
+		logPath:   filepath.Join(dir, "rabbitmq.log"),
+	}
+
+	// default_user is created on the node's first boot only; it lives in
+	// the node's database from then on, so restarts keep it.
+	conf := fmt.Sprintf(`default_user = %s
+default_pass = %s
+default_vhost = /
+default_user_tags.administrator = true
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+`, rabbitUser, password)
+	files := map[string]string{
+		"rabbitmq.conf":   conf,
+		"enabled_plugins": "[].\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return nil, fmt.Errorf("testserver: rabbitmq %s: %w", name, err)
+		}
+	}
+
+	// Everything that the scripts would otherwise take from /etc/rabbitmq,
+	// /var/lib/rabbitmq or the developer's environment points into dir.
+	r.env = append(baseEnv("RABBITMQ_", "ERL_", "HOME=", "NOTIFY_SOCKET=", "RUNNING_UNDER_SYSTEMD="),
+		"HOME="+dir, // the Erlang cookie is $HOME/.erlang.cookie
+		"RABBITMQ_NODENAME="+r.node,
+		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_PORT="+strconv.Itoa(ports[0]),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(ports[1]),
+		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
+		"RABBITMQ_LOG_BASE="+filepath.Join(dir, "log"),
+		"RABBITMQ_LOGS=-", // to stdout, that is our log file
+		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
+		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"),
+		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
+		// rabbitmqctl listens for distribution on a fixed range
+		// (35672-35682) by default, shared by every CLI call on the
+		// machine; 0 lets the kernel pick a port.
+		"RABBITMQ_CTL_DIST_PORT_MIN=0",
+		"RABBITMQ_CTL_DIST_PORT_MAX=0",
+		"ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"),
+		// Without this the rabbitmq-server script stays in front of the
+		// VM as a shell that forwards signals, so the process we wait for
+		// would be the shell, and the VM could outlive it by a moment.
+		// With it the script execs the VM: our child is the VM itself.
+		"RUNNING_UNDER_SYSTEMD=true",
+	)
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// startEPMD makes sure Erlang's port mapper runs. It is shared by every
+// Erlang node on the machine and must outlive them all, so it is started as
+// the daemon it is meant to be and never stopped; `epmd -daemon` exits at
+// once when one already runs.
+func startEPMD(ctx context.Context, dir string) error {
+	bin, err := findBinary("epmd")
+	if err != nil {
+		return err
+	}
+	return run(ctx, procSpec{
+		name:    "epmd -daemon",
+		path:    bin,
+		args:    []string{"-daemon"},
+		dir:     "/",
+		env:     baseEnv("ERL_"),
+		logPath: filepath.Join(dir, "epmd.log"),
+	})
+}
+
+// Start starts the node (again: same name, ports and data) and waits until
+// it accepts AMQP connections.
+func (r *RabbitMQ) Start(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, rabbitStartTimeout)
+	defer cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc != nil && !r.proc.exited() {
+		return errors.New("testserver: rabbitmq is already running")
+	}
+	proc, err := startProcess(procSpec{
+		name:    "rabbitmq-server " + r.node,
+		path:    r.serverBin,
+		dir:     r.dir,
+		env:     r.env,
+		logPath: r.logPath,
+	})
+	if err != nil {
+		return err
+	}
+	r.proc = proc
+	err = waitReady(ctx, "rabbitmq on "+loopback(r.port), []*process{proc}, func(ctx context.Context) error {
+		return amqpReady(ctx, loopback(r.port))
+	})
+	if err != nil {
+		_ = proc.kill()
+		r.proc = nil
+		return err
+	}
+	return nil
+}
+
+// Stop shuts the node down cleanly (SIGTERM, which the Erlang VM turns into
+// an orderly stop) and waits until it has exited. Its data is kept.
+func (r *RabbitMQ) Stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	err := r.proc.stop(syscall.SIGTERM, rabbitStopGrace)
+	r.proc = nil
+	return err
+}
+
+// Close kills the node if it is running. Unlike Stop it does not wait for
+// an orderly shutdown: the data is thrown away with the directory anyway.
+func (r *RabbitMQ) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	err := r.proc.kill()
+	r.proc = nil
+	return err
+}
+
+// Ctl runs rabbitmqctl against this node (for example "list_queues") and
+// returns its combined output.
+func (r *RabbitMQ) Ctl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, r.ctlBin, append([]string{"-n", r.node}, args...)...)
+	cmd.Dir = r.dir
+	cmd.Env = r.env
+	// rabbitmqctl is a shell script around an Erlang VM: on cancellation
+	// kill the whole group, not just the shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = ctlWaitDelay
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("testserver: rabbitmqctl %v: %w\n%s", args, err, out)
+	}
+	return string(out), nil
+}
+
+// amqpReady opens an AMQP connection to addr and checks that the server
+// answers with Connection.Start, which it sends only once it is ready to
+// serve clients.
+func amqpReady(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return notReady(err)
+	}
+	defer conn.Close()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultIOTimeout)
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		return notReady(err)
+	}
+	if _, err := io.WriteString(conn, amqpHeader); err != nil {
+		return notReady(err)
+	}
+	if err := readConnectionStart(bufio.NewReader(conn)); err != nil {
+		return notReady(err)
+	}
+	return nil
+}
+
+// readConnectionStart reads one AMQP frame and checks that it is the
+// Connection.Start method (class 10, method 10) on channel 0.
+func readConnectionStart(r io.Reader) error {
+	var hdr [7]byte // type, channel, size
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("amqp: read frame header: %w", err)
+	}
+	if string(hdr[:4]) == "AMQP" {
+		return errors.New("amqp: server rejected the protocol version")
+	}
+	typ, channel, size := hdr[0], binary.BigEndian.Uint16(hdr[1:3]), binary.BigEndian.Uint32(hdr[3:7])
+	if typ != 1 || channel != 0 || size < 4 || size > 1<<20 {
+		return fmt.Errorf("amqp: unexpected frame type %d channel %d size %d", typ, channel, size)
+	}
+	payload := make([]byte, size+1) // the frame ends with 0xCE
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return fmt.Errorf("amqp: read frame: %w", err)
+	}
+	class, method := binary.BigEndian.Uint16(payload[0:2]), binary.BigEndian.Uint16(payload[2:4])
+	if class != 10 || method != 10 || payload[size] != 0xCE {
+		return fmt.Errorf("amqp: expected Connection.Start, got class %d method %d", class, method)
+	}
+	return nil
+}
