@@ -244,7 +244,7 @@ func (c Common) LogValue() slog.Value {
 		slog.Any("amqp_urls", urls),
 		slog.String("queue", c.Broker.Queue),
 		slog.Int("delivery_limit", c.Broker.DeliveryLimit),
-		slog.Duration("cache_ttl", c.Cache.TTL),
+		slog.String("cache_ttl", c.Cache.TTL.String()),
 	)
 }
 
@@ -255,7 +255,7 @@ func (c API) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Uint64("node_id", c.NodeID),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
-		slog.Duration("publish_timeout", c.PublishTimeout),
+		slog.String("publish_timeout", c.PublishTimeout.String()),
 		slog.Int("publisher_channels", c.PublisherChannels),
 	)
 }
@@ -266,9 +266,9 @@ func (c Consumer) LogValue() slog.Value {
 		slog.Any("common", c.Common),
 		slog.Int("prefetch", c.Prefetch),
 		slog.Int("batch_size", c.BatchSize),
-		slog.Duration("batch_wait", c.BatchWait),
+		slog.String("batch_wait", c.BatchWait.String()),
 		slog.Bool("migrate", c.Migrate),
-		slog.Duration("tombstone_retention", c.TombstoneRetention),
+		slog.String("tombstone_retention", c.TombstoneRetention.String()),
 	)
 }
 

@@ -94,4 +94,3 @@ func mustVersion(t *testing.T, s string) version.Version {
 	}
 	return v
 }
-

@@ -310,4 +310,3 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name, result string) flo
 	}
 	return sum
 }
-
