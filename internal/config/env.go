@@ -152,12 +152,20 @@ func (e *env) checkURL(name, v string, schemes ...string) {
 	e.fail(name, "URL scheme %q is not one of %s", u.Scheme, strings.Join(schemes, ", "))
 }
 
-// maskURL hides the password in a URL for printing.
+// maskURL hides the password in a URL for printing: the one in the
+// user-info part and the ones pgx also accepts in the query string.
 func maskURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "<unparsable URL>"
 	}
+	q := u.Query()
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
 	return u.Redacted()
 }
 

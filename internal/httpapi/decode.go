@@ -106,6 +106,9 @@ func unquote(raw json.RawMessage) (string, error) {
 			continue
 		}
 		i++
+		if i == len(s) {
+			return "", errNotString
+		}
 		switch s[i] {
 		case '"', '\\', '/':
 			out = append(out, s[i])

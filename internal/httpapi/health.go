@@ -96,7 +96,7 @@ func live(c *gin.Context) {
 
 func (h *health) ready(c *gin.Context) {
 	if !h.readiness.Ready() {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready"})
+		c.JSON(http.StatusServiceUnavailable, errorBody{Detail: "this replica is starting or draining", Code: "not_ready"})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
