@@ -4,7 +4,7 @@ BIN      := bin
 BINARIES := kvfleet-api kvfleet-consumer kvfleet-local
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-short lint bench fuzz run clean
+.PHONY: help build test test-short e2e lint bench fuzz up down logs run-local clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -13,10 +13,15 @@ build: ## build the binaries into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
-test: ## install the test servers if missing, then vet and run every test with -race
+test: ## the README's test command: unit and integration tests (-race), then the e2e suite on a Compose fleet
 	scripts/install-test-deps.sh
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./internal/e2e/
 	$(GO) test -race -count=1 -timeout 20m ./...
+	scripts/e2e.sh
+
+e2e: ## bring up a separate fleet (project kvfleet-e2e, port 18000), run the e2e suite, tear it down
+	scripts/e2e.sh
 
 test-short: ## unit tests only (no servers needed)
 	$(GO) test -race -short ./...
@@ -33,8 +38,17 @@ fuzz: ## fuzz the request decoding for 30s per target
 	$(GO) test -run '^$$' -fuzz FuzzDecodePut -fuzztime 30s ./internal/httpapi/
 	$(GO) test -run '^$$' -fuzz FuzzQueryKey -fuzztime 30s ./internal/httpapi/
 
-run: ## run one API and one consumer on local servers, with smoke tests (same as ./start.sh)
+up: ## bring the Compose fleet up and run the smoke tests (same as ./start.sh)
 	./start.sh
+
+down: ## stop the fleet, keeping its data
+	./start.sh --down
+
+logs: ## print the fleet's recent logs
+	./start.sh --logs
+
+run-local: ## without Docker: one API and one consumer on local servers, with smoke tests
+	scripts/run-local.sh
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,63 +1,302 @@
 #!/usr/bin/env bash
-# Runs kvfleet on this machine and proves it works.
+# Brings up the kvfleet fleet with Docker Compose and proves it works.
 #
-# This stage of the project runs one API and one consumer against Redis
-# (master, replica, three Sentinels), PostgreSQL and RabbitMQ started on
-# loopback ports from Debian's packages. It builds the binaries, starts
-# everything, runs the smoke tests, then keeps running until Ctrl-C, which
-# stops everything and discards the data.
+#   ./start.sh                 build, start (or update) the fleet, run the smoke tests
+#   ./start.sh --down          stop the fleet, keeping its data volumes
+#   ./start.sh --down --volumes  stop it and delete its data
+#   ./start.sh --logs          print the last log lines of every service
+#
+# Settings (environment or .env): KVFLEET_DB=cockroach|postgres,
+# KVFLEET_PORT (8000), KVFLEET_BIND (127.0.0.1), KVFLEET_API_REPLICAS (3),
+# KVFLEET_CONSUMER_REPLICAS (2), KVFLEET_START_TIMEOUT (600 seconds).
+#
+# On first run it writes .env with random secrets (kept on later runs).
+# When no container registry is reachable it builds stand-in images from
+# Debian's packages and runs the PostgreSQL profile without Grafana, and
+# says so.
 set -euo pipefail
-
 cd "$(dirname "$0")"
-readonly HTTP_ADDR=${KVFLEET_LOCAL_HTTP:-127.0.0.1:8000}
-readonly LOG_FILE=${KVFLEET_LOCAL_LOG:-kvfleet-local.log}
+
+# A second fleet (the e2e tests) can run beside the first with its own
+# project name, env file and port.
+readonly ENV_FILE=${KVFLEET_ENV_FILE:-.env}
+readonly PROJECT=${KVFLEET_PROJECT:-kvfleet}
 
 say() { printf '==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
 die() {
 	printf 'start.sh: %s\n' "$*" >&2
 	exit 1
 }
 
-check_prerequisites() {
-	command -v go >/dev/null || die "Go is not installed; install Go 1.26 or newer (https://go.dev/dl/) and run again"
-	command -v curl >/dev/null || die "curl is not installed; run: apt-get install -y curl"
-	if (exec 3<>"/dev/tcp/${HTTP_ADDR%:*}/${HTTP_ADDR##*:}") 2>/dev/null; then
-		die "$HTTP_ADDR is already in use; stop what listens there or set KVFLEET_LOCAL_HTTP=127.0.0.1:<port>"
+# --- prerequisites ----------------------------------------------------------
+
+COMPOSE=()
+find_compose() {
+	if docker compose version >/dev/null 2>&1; then
+		COMPOSE=(docker compose)
+	elif command -v docker-compose >/dev/null && docker-compose version >/dev/null 2>&1; then
+		COMPOSE=(docker-compose)
+		if command -v go >/dev/null; then
+			note "only the old docker-compose (v1) is installed; building the Compose v2 plugin (scripts/install-compose.sh)"
+			if scripts/install-compose.sh; then
+				COMPOSE=(docker compose)
+			else
+				note "could not build Compose v2; continuing with docker-compose v1"
+			fi
+		fi
+	elif command -v go >/dev/null; then
+		scripts/install-compose.sh
+		COMPOSE=(docker compose)
+	else
+		die "Docker Compose is missing: install the Compose plugin (apt-get install docker-compose-plugin) or docker-compose"
 	fi
+}
+
+check_prerequisites() {
+	command -v docker >/dev/null || die "Docker is not installed; see https://docs.docker.com/engine/install/"
+	docker info >/dev/null 2>&1 || die "the Docker engine is not reachable; start it (systemctl start docker) or check that you may use it (the docker group)"
+	command -v curl >/dev/null || die "curl is missing; run: apt-get install -y curl"
+	find_compose
+	note "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n1))"
+}
+
+compose() { "${COMPOSE[@]}" --project-name "$PROJECT" --env-file "$ENV_FILE" "$@"; }
+
+# port_free PORT: nothing listens on 127.0.0.1:PORT, or our own nginx does.
+port_free() {
+	local port=$1
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		return 0
+	fi
+	docker ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Ports}}' | grep -q ":$port->"
+}
+
+# --- .env: secrets and settings ------------------------------------------------
+
+secret() { head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+
+# env_get NAME: the value in .env, if any.
+env_get() { sed -n "s/^$1=//p" "$ENV_FILE" 2>/dev/null | tail -n1; }
+
+# env_default NAME VALUE: adds NAME=VALUE to .env unless NAME is there.
+env_default() {
+	grep -q "^$1=" "$ENV_FILE" 2>/dev/null || printf '%s=%s\n' "$1" "$2" >>"$ENV_FILE"
+}
+
+# env_set NAME VALUE: sets NAME in .env, replacing an earlier value.
+env_set() {
+	local tmp
+	tmp=$(mktemp)
+	grep -v "^$1=" "$ENV_FILE" >"$tmp" 2>/dev/null || true
+	printf '%s=%s\n' "$1" "$2" >>"$tmp"
+	cat "$tmp" >"$ENV_FILE"
+	rm -f "$tmp"
+}
+
+write_env() {
+	if [[ ! -f $ENV_FILE ]]; then
+		(umask 077 && printf '# Written by start.sh: secrets of this fleet. Keep private; git ignores it.\n' >"$ENV_FILE")
+		note "generated random credentials into $ENV_FILE"
+	fi
+	env_default COMPOSE_PROJECT_NAME "$PROJECT"
+	if [[ -n ${KVFLEET_PORT:-} ]]; then env_set KVFLEET_PORT "$KVFLEET_PORT"; fi
+	env_default KVFLEET_REDIS_PASSWORD "$(secret)"
+	env_default KVFLEET_REDIS_SENTINEL_PASSWORD "$(secret)"
+	env_default KVFLEET_DB_PASSWORD "$(secret)"
+	env_default KVFLEET_RABBITMQ_PASSWORD "$(secret)"
+	env_default KVFLEET_RABBITMQ_COOKIE "$(secret)"
+	env_default KVFLEET_GRAFANA_PASSWORD "$(secret)"
+}
+
+# --- images -----------------------------------------------------------------
+
+# The official images the compose file defaults to, by variable.
+declare -A OFFICIAL=(
+	[KVFLEET_REDIS_IMAGE]=redis:7.2-bookworm
+	[KVFLEET_RABBITMQ_IMAGE]=rabbitmq:3.13-management
+	[KVFLEET_POSTGRES_IMAGE]=postgres:16-bookworm
+	[KVFLEET_NGINX_IMAGE]=nginx:1.27-bookworm
+	[KVFLEET_HAPROXY_IMAGE]=haproxy:2.8-bookworm
+	[KVFLEET_PROMETHEUS_IMAGE]=prom/prometheus:v2.53.2
+	[KVFLEET_COCKROACH_IMAGE]=cockroachdb/cockroach:v24.3.5
+	[KVFLEET_GRAFANA_IMAGE]=grafana/grafana:11.2.2
+)
+# Their Debian stand-ins (no CockroachDB or Grafana: Debian packages neither).
+declare -A STANDIN=(
+	[KVFLEET_REDIS_IMAGE]=kvfleet-standin/redis:bookworm
+	[KVFLEET_RABBITMQ_IMAGE]=kvfleet-standin/rabbitmq:bookworm
+	[KVFLEET_POSTGRES_IMAGE]=kvfleet-standin/postgres:bookworm
+	[KVFLEET_NGINX_IMAGE]=kvfleet-standin/nginx:bookworm
+	[KVFLEET_HAPROXY_IMAGE]=kvfleet-standin/haproxy:bookworm
+	[KVFLEET_PROMETHEUS_IMAGE]=kvfleet-standin/prometheus:bookworm
+)
+
+image_present() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# registry_reachable: one bounded pull of a small official image decides.
+registry_reachable() {
+	image_present "${OFFICIAL[KVFLEET_HAPROXY_IMAGE]}" && return 0
+	timeout 60 docker pull -q "${OFFICIAL[KVFLEET_HAPROXY_IMAGE]}" >/dev/null 2>&1
+}
+
+choose_images() {
+	local mode
+	mode=$(env_get KVFLEET_IMAGES)
+	if [[ -z $mode ]]; then
+		say "checking for a container registry"
+		if registry_reachable; then mode=official; else mode=standin; fi
+		env_set KVFLEET_IMAGES "$mode"
+	fi
+	local var
+	if [[ $mode == official ]]; then
+		for var in "${!OFFICIAL[@]}"; do env_default "$var" "${OFFICIAL[$var]}"; done
+		env_default KVFLEET_DB "${KVFLEET_DB:-cockroach}"
+		local db
+		db=$(env_get KVFLEET_DB)
+		env_set COMPOSE_PROFILES "$db,grafana"
+		GRAFANA=yes
+		return
+	fi
+	say "no container registry is reachable: using stand-in images built from Debian's packages"
+	note "CockroachDB and Grafana have no Debian package: this fleet runs the PostgreSQL profile, without Grafana"
+	scripts/build-standin-images.sh
+	for var in "${!STANDIN[@]}"; do env_set "$var" "${STANDIN[$var]}"; done
+	env_set KVFLEET_DB postgres
+	env_set COMPOSE_PROFILES postgres
+	GRAFANA=no
+}
+
+build_app_image() {
+	say "building the API and consumer image (kvfleet:local)"
+	if command -v go >/dev/null; then
+		make --no-print-directory build >/dev/null
+		docker build -q -f deploy/prebuilt.Dockerfile -t kvfleet:local . >/dev/null 2> >(grep -v -e DEPRECATED -e 'legacy builder' -e buildx -e 'docs.docker.com' >&2)
+	else
+		docker build -q -f deploy/Dockerfile -t kvfleet:local . >/dev/null
+	fi
+}
+
+# --- bring-up -----------------------------------------------------------------
+
+# fleet_status prints "name status" for each container of the project.
+fleet_status() {
+	docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
+		--format '{{.Label "com.docker.compose.service"}}#{{.Label "com.docker.compose.container-number"}} {{.Status}}'
+}
+
+# container_of SERVICE#NUMBER: the container's id (Compose v1 and v2 name
+# containers differently; their labels are the same).
+container_of() {
+	docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+		--filter "label=com.docker.compose.service=${1%#*}" \
+		--filter "label=com.docker.compose.container-number=${1#*#}" | head -n1
+}
+
+# wait_healthy: waits until every long-running container is healthy and
+# every one-shot job has exited 0, printing progress; on timeout or failure
+# it names the culprits and prints their last log lines.
+wait_healthy() {
+	local timeout=${KVFLEET_START_TIMEOUT:-600} up_pid=$1
+	local deadline=$((SECONDS + timeout)) last=""
+	while :; do
+		local total=0 ready=0 waiting=() failed=() name status
+		while read -r name status; do
+			[[ -z $name ]] && continue
+			total=$((total + 1))
+			case $status in
+			*"(healthy)"*) ready=$((ready + 1)) ;;
+			"Exited (0)"*)
+				case $name in
+				migrate#* | cockroach-certs#* | cockroach-init#*) ready=$((ready + 1)) ;;
+				*) failed+=("$name") ;;
+				esac
+				;;
+			"Exited"* | *"(unhealthy)"* | Dead*) failed+=("$name") ;;
+			*) waiting+=("$name") ;;
+			esac
+		done < <(fleet_status)
+		local line="    $ready/$total ready${waiting:+; waiting for: ${waiting[*]//#1/}}"
+		[[ $line != "$last" ]] && printf '%s\n' "$line" && last=$line
+		if ((total > 0 && ready == total)) && ! kill -0 "$up_pid" 2>/dev/null; then
+			return 0
+		fi
+		if ((SECONDS >= deadline)) || { ((${#failed[@]} > 0)) && ! kill -0 "$up_pid" 2>/dev/null; }; then
+			local culprits=("${failed[@]}" "${waiting[@]}")
+			printf '\nstart.sh: not ready after %ss: %s\n' "$timeout" "${culprits[*]}" >&2
+			local c
+			for c in "${culprits[@]}"; do
+				printf -- '--- last log lines of %s ---\n' "$c" >&2
+				docker logs --tail 30 "$(container_of "$c")" 2>&1 | sed 's/^/    /' >&2 || true
+			done
+			die "see above; fix the cause and run ./start.sh again (it is safe to re-run)"
+		fi
+		sleep 2
+	done
+}
+
+bring_up() {
+	local api=${KVFLEET_API_REPLICAS:-3} consumers=${KVFLEET_CONSUMER_REPLICAS:-2}
+	say "starting the fleet ($api API replicas, $consumers consumers, database: $(env_get KVFLEET_DB))"
+	compose up -d --remove-orphans --scale "api=$api" --scale "consumer=$consumers" >".$PROJECT-up.log" 2>&1 &
+	local up_pid=$!
+	wait_healthy "$up_pid"
+	if ! wait "$up_pid"; then
+		cat ".$PROJECT-up.log" >&2
+		die "compose up failed (output above)"
+	fi
+	# Nginx resolves "api" when it loads its configuration: reload it so that
+	# it balances over exactly the replicas running now.
+	compose exec -T nginx nginx -c /etc/kvfleet/nginx.conf -s reload >/dev/null
+	rm -f ".$PROJECT-up.log"
+}
+
+summary() {
+	local port=${KVFLEET_PORT:-8000}
+	cat <<MSG
+
+kvfleet is up.
+  API         http://127.0.0.1:$port/   (curl "http://127.0.0.1:$port/?key=teste")
+  health      http://127.0.0.1:$port/health
+  Prometheus  http://127.0.0.1:${KVFLEET_PROMETHEUS_PORT:-9090}/
+  RabbitMQ UI http://127.0.0.1:${KVFLEET_RABBITMQ_UI_PORT:-15672}/   (user kvfleet, password KVFLEET_RABBITMQ_PASSWORD in $ENV_FILE)
+MSG
+	if [[ $GRAFANA == yes ]]; then
+		printf '  Grafana     http://127.0.0.1:%s/   (user admin, password KVFLEET_GRAFANA_PASSWORD in %s)\n' "${KVFLEET_GRAFANA_PORT:-3000}" "$ENV_FILE"
+	else
+		printf '  Grafana     not running (no image without a registry)\n'
+	fi
+	cat <<MSG
+  credentials $PWD/$ENV_FILE
+  logs        ${COMPOSE[*]} --project-name $PROJECT logs -f api consumer
+  stop        ./start.sh --down   (add --volumes to delete the data)
+MSG
 }
 
 main() {
 	check_prerequisites
-	say "installing the servers if missing (Redis, Sentinel, PostgreSQL, RabbitMQ)"
-	scripts/install-test-deps.sh
-	say "building"
-	make --no-print-directory build
-	say "starting (log: $LOG_FILE)"
-	bin/kvfleet-local -bin bin -http "$HTTP_ADDR" >"$LOG_FILE" 2>&1 &
-	local pid=$!
-	trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
-	trap 'exit 130' INT TERM
-
-	local deadline=$((SECONDS + 120))
-	until grep -q '^kvfleet is running' "$LOG_FILE" 2>/dev/null; do
-		kill -0 "$pid" 2>/dev/null || {
-			tail -n 40 "$LOG_FILE" >&2
-			die "kvfleet did not start; the last lines of $LOG_FILE are above"
-		}
-		((SECONDS < deadline)) || die "kvfleet did not become ready within 120s; see $LOG_FILE"
-		sleep 0.5
-	done
-	scripts/smoke-test.sh "http://$HTTP_ADDR"
-	cat <<MSG
-
-kvfleet is running:
-  API      http://$HTTP_ADDR   (try: curl "http://$HTTP_ADDR/?key=teste")
-  health   http://$HTTP_ADDR/health
-  metrics  http://127.0.0.1:9100/metrics (API), http://127.0.0.1:9101/metrics (consumer)
-  log      $LOG_FILE
-Press Ctrl-C to stop; the data is discarded.
-MSG
-	wait "$pid"
+	if [[ ${1:-} == --logs ]]; then
+		compose --profile cockroach --profile postgres --profile grafana logs --no-color --tail 200
+		return
+	fi
+	if [[ ${1:-} == --down ]]; then
+		say "stopping the fleet"
+		if [[ ${2:-} == --volumes ]]; then
+			compose --profile cockroach --profile postgres --profile grafana down --volumes --remove-orphans
+		else
+			compose --profile cockroach --profile postgres --profile grafana down --remove-orphans
+		fi
+		return
+	fi
+	port_free "${KVFLEET_PORT:-8000}" || die "port ${KVFLEET_PORT:-8000} is in use by another program; stop it or set KVFLEET_PORT"
+	write_env
+	GRAFANA=no
+	choose_images
+	build_app_image
+	bring_up
+	say "smoke tests through nginx"
+	scripts/smoke-test.sh "http://127.0.0.1:${KVFLEET_PORT:-8000}"
+	summary
 }
 
 main "$@"

@@ -59,7 +59,10 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer pool.Close()
 	if mode == "migrate" || cfg.Migrate {
-		if err := store.Migrate(ctx, pool); err != nil {
+		err := store.MigrateWaiting(ctx, pool, cfg.MigrateWait, func(err error) {
+			log.Warn("database not ready for migrations; retrying", "op", "migrate", "err", err)
+		})
+		if err != nil {
 			return err
 		}
 		log.Info("schema is up to date")

@@ -79,12 +79,15 @@ type API struct {
 // Consumer is the consumer binary's configuration.
 type Consumer struct {
 	Common
-	Prefetch           int
-	BatchSize          int
-	BatchWait          time.Duration
-	DrainTimeout       time.Duration
-	RetryMax           time.Duration
-	Migrate            bool
+	Prefetch     int
+	BatchSize    int
+	BatchWait    time.Duration
+	DrainTimeout time.Duration
+	RetryMax     time.Duration
+	Migrate      bool
+	// MigrateWait is how long migrations retry while the database is not
+	// ready yet.
+	MigrateWait        time.Duration
 	TombstoneRetention time.Duration
 	PurgeInterval      time.Duration
 }
@@ -207,6 +210,7 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	c.DrainTimeout = e.duration("DRAIN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.RetryMax = e.duration("RETRY_MAX", 5*time.Second, 10*time.Millisecond, 10*time.Minute)
 	c.Migrate = e.boolean("MIGRATE", true)
+	c.MigrateWait = e.duration("MIGRATE_WAIT", 60*time.Second, 0, time.Hour)
 	c.TombstoneRetention = e.duration("TOMBSTONE_RETENTION", 24*time.Hour, time.Minute, 365*24*time.Hour)
 	c.PurgeInterval = e.duration("PURGE_INTERVAL", time.Hour, time.Second, 30*24*time.Hour)
 	if c.BatchSize > c.Prefetch {

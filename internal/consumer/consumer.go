@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,13 +99,18 @@ func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consu
 }
 
 // Handle is a queue.Handler: it batches and applies deliveries until they
-// stop or ctx ends, finishing the batch in hand either way.
+// stop or ctx ends, finishing the batch in hand either way. Once shutdown
+// has begun it starts no new batch: a later multiple ack would also cover
+// a batch it had to leave unacknowledged.
 func (c *Consumer) Handle(ctx context.Context, deliveries <-chan amqp.Delivery) error {
 	batch := make([]amqp.Delivery, 0, c.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -132,10 +138,12 @@ func (c *Consumer) Handle(ctx context.Context, deliveries <-chan amqp.Delivery) 
 			}
 		}
 		timer.Stop()
-		c.process(ctx, batch)
+		settled := c.process(ctx, batch)
 		clear(batch)
 		batch = batch[:0]
-		if !open {
+		if !open || !settled {
+			// An unsettled batch goes back to the queue when the channel
+			// closes; nothing after it may be acknowledged on this channel.
 			return nil
 		}
 	}
@@ -147,8 +155,9 @@ type pending struct {
 	write    kv.Write
 }
 
-// process applies one batch and settles every message in it.
-func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) {
+// process applies one batch and settles every message in it. It reports
+// false when shutdown cut it short and the batch is left unacknowledged.
+func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) bool {
 	start := c.cfg.Now()
 	c.batchSize.Observe(float64(len(batch)))
 	defer func() { c.batchDur.Observe(c.cfg.Now().Sub(start).Seconds()) }()
@@ -170,16 +179,15 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) {
 		writes = append(writes, w)
 	}
 	if len(msgs) == 0 {
-		return
+		return true
 	}
 	newest := kv.Newest(writes)
-	c.messages.WithLabelValues("superseded").Add(float64(len(writes) - len(newest)))
-
 	rejected, err := c.apply(work, newest, msgs)
 	if err != nil {
 		// Shutdown came first: closing the channel returns the batch.
-		return
+		return false
 	}
+	c.countSupersededInBatch(msgs, newest, rejected)
 	// Everything else in the batch is done: acknowledge it with one
 	// multiple ack on the highest tag still outstanding (this loop handles
 	// deliveries in tag order, so no other batch's messages lie below it).
@@ -190,20 +198,57 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) {
 		}
 	}
 	if last == nil {
-		return
+		return true
 	}
 	if err := last.Ack(true); err != nil {
 		c.log.Warn("acknowledgement failed; the batch will be redelivered and re-applied harmlessly",
 			"op", "consumer.ack", "err", err)
 	}
+	return true
 }
 
+// countSupersededInBatch counts the messages that another message of the
+// same key in the same batch made unnecessary: a newer write or a second
+// delivery of the same one. apply counted the one message per key it used.
+func (c *Consumer) countSupersededInBatch(msgs []pending, newest []kv.Write, rejected map[uint64]struct{}) {
+	unclaimed := make(map[string]kv.Write, len(newest))
+	for _, w := range newest {
+		unclaimed[w.Key] = w
+	}
+	n := 0
+	for _, m := range msgs {
+		if _, gone := rejected[m.delivery.DeliveryTag]; gone {
+			continue
+		}
+		if w, ok := unclaimed[m.write.Key]; ok && w.Version == m.write.Version {
+			delete(unclaimed, m.write.Key)
+			continue
+		}
+		n++
+	}
+	c.messages.WithLabelValues("superseded").Add(float64(n))
+}
+
+// drainContext returns the context a batch is worked under: it outlives
+// ctx by DrainTimeout.
 func (c *Consumer) drainContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
 	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(c.cfg.DrainTimeout, cancel)
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(c.cfg.DrainTimeout, cancel)
 	})
-	return work, func() { stop(); cancel() }
+	return work, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // apply writes the newest write of each key to the store and the cache,
@@ -307,12 +352,13 @@ func (c *Consumer) deadLetter(d amqp.Delivery, reason error) {
 	}
 }
 
-// deadLetterWrite dead-letters the messages of the write the store refused
-// and returns their delivery tags.
+// deadLetterWrite dead-letters every message of the key whose newest write
+// the store refused (its older writes were never applied either) and
+// returns their delivery tags.
 func (c *Consumer) deadLetterWrite(msgs []pending, w kv.Write, reason error) map[uint64]struct{} {
 	rejected := make(map[uint64]struct{})
 	for _, m := range msgs {
-		if m.write.Key == w.Key && m.write.Version == w.Version {
+		if m.write.Key == w.Key {
 			c.deadLetter(m.delivery, reason)
 			rejected[m.delivery.DeliveryTag] = struct{}{}
 		}

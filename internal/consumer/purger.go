@@ -34,6 +34,9 @@ type Purger struct {
 
 // NewPurger returns a Purger with its metric registered.
 func NewPurger(p Purger, reg prometheus.Registerer) *Purger {
+	if p.BatchLimit <= 0 {
+		p.BatchLimit = 1000
+	}
 	p.purged = promauto.With(reg).NewCounter(prometheus.CounterOpts{
 		Name: "kvfleet_tombstones_purged_total",
 		Help: "Tombstones deleted after the retention period.",

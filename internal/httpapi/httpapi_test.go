@@ -1005,3 +1005,57 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string, labels map[s
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
 }
+
+// The fleet's nginx forwards writes as POST with their real method in a
+// header; the API must treat them exactly like the original PUT or DELETE,
+// and a plain POST (or one naming another method) stays a 405.
+func TestWriteMethodRestoredFromNginxHeader(t *testing.T) {
+	cases := []struct {
+		name, header, target, body string
+		wantStatus                 int
+		wantMessage                string
+	}{
+		{"put", "PUT", "/", `{"key_name":"k","key_value":"v"}`, http.StatusAccepted, "Queued to add_key"},
+		{"delete", "DELETE", "/?key_name=k", "", http.StatusAccepted, "Queued to del_key"},
+		{"no header", "", "/", `{"key_name":"k","key_value":"v"}`, http.StatusMethodNotAllowed, ""},
+		{"other method", "PATCH", "/", `{"key_name":"k","key_value":"v"}`, http.StatusMethodNotAllowed, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := &kvtest.RecordingPublisher{}
+			h := httpapi.New(writeMethodConfig(pub))
+			req := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			if tc.header != "" {
+				req.Header.Set(httpapi.WriteMethodHeader, tc.header)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.wantStatus {
+				t.Fatalf("status = %d, want %d: %s", rec.Code, tc.wantStatus, rec.Body)
+			}
+			published := len(pub.Writes())
+			if tc.wantStatus == http.StatusAccepted {
+				if published != 1 || !strings.Contains(rec.Body.String(), tc.wantMessage) {
+					t.Fatalf("published %d writes, body %s", published, rec.Body)
+				}
+			} else if published != 0 {
+				t.Fatalf("a refused request published %d writes", published)
+			}
+		})
+	}
+}
+
+func writeMethodConfig(pub *kvtest.RecordingPublisher) httpapi.Config {
+	reg := prometheus.NewRegistry()
+	svc := kv.NewService(kv.ServiceConfig{
+		Limits: kv.DefaultLimits, Clock: version.NewClock(1, time.Now),
+		Cache: kvtest.NewMemoryCache(), Store: kvtest.NewMemoryStore(), Publisher: pub,
+		Now: time.Now, ReadTimeout: time.Second, Registerer: reg,
+	})
+	return httpapi.Config{
+		KV: svc, MaxBodyBytes: 1 << 20, Cache: kvtest.Pinger{}, Store: kvtest.Pinger{}, Broker: kvtest.Broker{Up: true},
+		Readiness: &httpapi.Readiness{}, HealthTimeout: time.Second, Now: time.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg,
+	}
+}

@@ -64,7 +64,28 @@ func New(cfg Config) http.Handler {
 	r.GET("/health", hc.check)
 	r.GET("/healthz", live)
 	r.GET("/readyz", hc.ready)
-	return r
+	return restoreWriteMethod(r)
+}
+
+// WriteMethodHeader carries the real method of a write that the fleet's
+// nginx forwards as a POST. Nginx never replays a POST that a replica has
+// received, while it does replay PUT and DELETE, and a replayed write would
+// be published twice. Nginx clears the header on everything else, so
+// clients cannot use it.
+const WriteMethodHeader = "X-Kvfleet-Write-Method"
+
+// restoreWriteMethod turns such a POST back into its PUT or DELETE before
+// routing. A POST without the header stays a POST (405).
+func restoreWriteMethod(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			switch m := r.Header.Get(WriteMethodHeader); m {
+			case http.MethodPut, http.MethodDelete:
+				r.Method = m
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 const requestIDKey = "request_id"

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kvfleet/kvfleet/internal/backoff"
 )
 
 //go:embed migrations/*.sql
@@ -126,4 +128,23 @@ func statements(sql string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// MigrateWaiting runs Migrate, retrying with backoff for up to wait while it
+// fails, for a fleet in which the database (or its user) may still be
+// coming up. onRetry hears each failure before the pause.
+func MigrateWaiting(ctx context.Context, pool *pgxpool.Pool, wait time.Duration, onRetry func(error)) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	pause := backoff.New(200*time.Millisecond, 5*time.Second)
+	for {
+		err := Migrate(ctx, pool)
+		if err == nil {
+			return nil
+		}
+		onRetry(err)
+		if pause.Wait(ctx) != nil {
+			return fmt.Errorf("store: database not ready after %s: %w", wait, err)
+		}
+	}
 }

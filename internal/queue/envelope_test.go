@@ -1,0 +1,225 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvfleet/kvfleet/internal/kv"
+	"github.com/kvfleet/kvfleet/internal/version"
+)
+
+var envelopeLimits = kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 32}
+
+var envelopeVersion = version.Version{HLC: 0x0193_0000_0000_0042, Node: 7}
+
+func sameWrite(a, b kv.Write) bool {
+	return a.Op == b.Op && a.Key == b.Key && a.Value == b.Value && a.Version == b.Version && a.AcceptedAt.Equal(b.AcceptedAt)
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	at := time.Date(2025, 7, 8, 9, 10, 11, 123456789, time.UTC)
+	tests := []struct {
+		name string
+		w    kv.Write
+	}{
+		{"put", kv.Write{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion, AcceptedAt: at}},
+		{"put empty value", kv.Write{Op: kv.OpPut, Key: "k", Version: envelopeVersion, AcceptedAt: at}},
+		{"delete", kv.Write{Op: kv.OpDelete, Key: "k", Version: envelopeVersion, AcceptedAt: at}},
+		{"unicode key", kv.Write{Op: kv.OpPut, Key: "日本/é🙂", Value: "値", Version: envelopeVersion, AcceptedAt: at}},
+		{"nul in key and value", kv.Write{Op: kv.OpPut, Key: "a\x00b", Value: "\x00", Version: envelopeVersion, AcceptedAt: at}},
+		{"quotes and escapes", kv.Write{Op: kv.OpPut, Key: `"k"\` + "\n\t", Value: `{"json":"inside"}`, Version: envelopeVersion, AcceptedAt: at}},
+		{"html characters", kv.Write{Op: kv.OpDelete, Key: "<a&b>", Version: envelopeVersion, AcceptedAt: at}},
+		{"key at the limit", kv.Write{Op: kv.OpPut, Key: strings.Repeat("k", 16), Value: strings.Repeat("v", 32), Version: envelopeVersion, AcceptedAt: at}},
+		{"other time zone", kv.Write{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion, AcceptedAt: at.In(time.FixedZone("x", -5*3600))}},
+		{"zero accepted time", kv.Write{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := Encode(tt.w)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			if !json.Valid(body) {
+				t.Fatalf("Encode produced invalid JSON: %s", body)
+			}
+			got, err := Decode(body, envelopeLimits)
+			if err != nil {
+				t.Fatalf("Decode(%s): %v", body, err)
+			}
+			if !sameWrite(got, tt.w) {
+				t.Errorf("round trip = %+v, want %+v", got, tt.w)
+			}
+		})
+	}
+}
+
+func TestEnvelopeIsReadable(t *testing.T) {
+	body, err := Encode(kv.Write{Op: kv.OpDelete, Key: "k", Version: envelopeVersion, AcceptedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(body, &fields); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"op": "delete", "key": "k", "version": envelopeVersion.String(), "accepted_at": "2025-01-02T03:04:05Z"}
+	for name, value := range want {
+		if fields[name] != value {
+			t.Errorf("field %q = %v, want %v (body %s)", name, fields[name], value, body)
+		}
+	}
+}
+
+func jsonBody(fields map[string]any) []byte {
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := func(overrides map[string]any) []byte {
+		fields := map[string]any{"op": "put", "key": "k", "value": "v", "version": envelopeVersion.String(), "accepted_at": "2025-01-02T03:04:05Z"}
+		for k, v := range overrides {
+			if v == nil {
+				delete(fields, k)
+			} else {
+				fields[k] = v
+			}
+		}
+		return jsonBody(fields)
+	}
+	tests := []struct {
+		name string
+		body []byte
+	}{
+		{"empty body", nil},
+		{"not json", []byte("garbage")},
+		{"truncated json", good(nil)[:20]},
+		{"json array", []byte(`[1,2,3]`)},
+		{"json string", []byte(`"put"`)},
+		{"json null", []byte(`null`)},
+		{"empty object", []byte(`{}`)},
+		{"op of the wrong type", good(map[string]any{"op": 1})},
+		{"key of the wrong type", good(map[string]any{"key": []int{1}})},
+		{"unknown op", good(map[string]any{"op": "upsert"})},
+		{"op in capitals", good(map[string]any{"op": "PUT"})},
+		{"missing op", good(map[string]any{"op": nil})},
+		{"missing version", good(map[string]any{"version": nil})},
+		{"version not hex", good(map[string]any{"version": strings.Repeat("z", 32)})},
+		{"version too short", good(map[string]any{"version": "0193"})},
+		{"version too long", good(map[string]any{"version": envelopeVersion.String() + "00"})},
+		{"version as a number", good(map[string]any{"version": 12345})},
+		{"zero version", good(map[string]any{"version": strings.Repeat("0", 32)})},
+		{"missing key", good(map[string]any{"key": nil})},
+		{"empty key", good(map[string]any{"key": ""})},
+		{"key over the limit", good(map[string]any{"key": strings.Repeat("k", 17)})},
+		{"multibyte key over the limit", good(map[string]any{"key": strings.Repeat("é", 9)})},
+		{"value over the limit", good(map[string]any{"value": strings.Repeat("v", 33)})},
+		{"delete with a value", good(map[string]any{"op": "delete", "value": "v"})},
+		{"bad accepted_at", good(map[string]any{"accepted_at": "yesterday"})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := Decode(tt.body, envelopeLimits)
+			if !errors.Is(err, ErrUndecodable) {
+				t.Fatalf("Decode(%s) = %+v, %v; want an error wrapping ErrUndecodable", tt.body, w, err)
+			}
+			if w != (kv.Write{}) {
+				t.Errorf("Decode(%s) returned %+v with its error, want the zero Write", tt.body, w)
+			}
+		})
+	}
+}
+
+// encoding/json never hands Decode invalid UTF-8: it turns invalid bytes and
+// lone surrogate escapes into U+FFFD. What a consumer can observe is that
+// such a key arrives as valid UTF-8 and is applied under the replaced name.
+func TestDecodeInvalidUTF8BecomesReplacementCharacter(t *testing.T) {
+	v := envelopeVersion.String()
+	tests := []struct {
+		name    string
+		body    string
+		wantKey string
+	}{
+		{"raw invalid byte", `{"op":"delete","key":"a` + "\xff" + `b","version":"` + v + `"}`, "a\ufffdb"},
+		{"lone surrogate escape", `{"op":"delete","key":"a\ud800b","version":"` + v + `"}`, "a\ufffdb"},
+		{"truncated multibyte", `{"op":"delete","key":"` + "\xc3" + `","version":"` + v + `"}`, "\ufffd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := Decode([]byte(tt.body), envelopeLimits)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if w.Key != tt.wantKey {
+				t.Errorf("key = %q, want %q", w.Key, tt.wantKey)
+			}
+			if err := envelopeLimits.Validate(w); err != nil {
+				t.Errorf("decoded write fails validation: %v", err)
+			}
+		})
+	}
+}
+
+func TestDecodeAppliesTheGivenLimits(t *testing.T) {
+	b, err := Encode(kv.Write{Op: kv.OpPut, Key: strings.Repeat("k", 20), Value: "v", Version: envelopeVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(b, kv.DefaultLimits); err != nil {
+		t.Errorf("Decode with the default limits: %v", err)
+	}
+	if _, err := Decode(b, envelopeLimits); !errors.Is(err, ErrUndecodable) {
+		t.Errorf("Decode with a 16-byte key limit: %v, want ErrUndecodable", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	at := time.Date(2025, 7, 8, 9, 10, 11, 5, time.UTC)
+	for _, w := range []kv.Write{
+		{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion, AcceptedAt: at},
+		{Op: kv.OpDelete, Key: "日本\x00\"", Version: envelopeVersion, AcceptedAt: at},
+		{Op: kv.OpPut, Key: strings.Repeat("k", 16), Value: strings.Repeat("v", 32), Version: version.Version{HLC: 1}},
+	} {
+		b, err := Encode(w)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"op":"delete","key":"k","value":"v","version":"00000000000000000000000000000001"}`))
+	f.Add([]byte(`{"op":"put","key":"k","version":"00000000000000000000000000000000"}`))
+	f.Add([]byte(`{"op":"put","key":"\ud800","version":"0000000000000000000000000000000A","accepted_at":"0000-01-01T00:00:00+23:59"}`))
+	f.Add([]byte("garbage"))
+	f.Add([]byte(nil))
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, err := Decode(b, envelopeLimits)
+		if err != nil {
+			if !errors.Is(err, ErrUndecodable) {
+				t.Fatalf("Decode error %v does not wrap ErrUndecodable", err)
+			}
+			return
+		}
+		if err := envelopeLimits.Validate(w); err != nil {
+			t.Fatalf("Decode accepted %+v, which Validate refuses: %v", w, err)
+		}
+		// What was accepted can be queued again and reads back the same.
+		again, err := Encode(w)
+		if err != nil {
+			t.Fatalf("Encode(%+v) of a decoded write: %v", w, err)
+		}
+		w2, err := Decode(again, envelopeLimits)
+		if err != nil {
+			t.Fatalf("re-decoding %s: %v", again, err)
+		}
+		if !sameWrite(w, w2) {
+			t.Fatalf("re-decoded %+v, want %+v", w2, w)
+		}
+	})
+}
