@@ -193,62 +193,83 @@ container_of() {
 		--filter "label=com.docker.compose.container-number=${1#*#}" | head -n1
 }
 
-# wait_healthy: waits until every long-running container is healthy and
-# every one-shot job has exited 0, printing progress; on timeout or failure
-# it names the culprits and prints their last log lines.
-wait_healthy() {
-	local timeout=${KVFLEET_START_TIMEOUT:-600} up_pid=$1
-	local deadline=$((SECONDS + timeout)) last=""
-	while :; do
-		local total=0 ready=0 waiting=() failed=() name status
-		while read -r name status; do
-			[[ -z $name ]] && continue
-			total=$((total + 1))
-			case $status in
-			*"(healthy)"*) ready=$((ready + 1)) ;;
-			"Exited (0)"*)
-				case $name in
-				migrate#* | cockroach-certs#* | cockroach-init#*) ready=$((ready + 1)) ;;
-				*) failed+=("$name") ;;
-				esac
-				;;
-			"Exited"* | *"(unhealthy)"* | Dead*) failed+=("$name") ;;
-			*) waiting+=("$name") ;;
+# fleet_state prints "ready total waiting... | failed..." for the project's
+# containers: long-running ones count when healthy, one-shot jobs when they
+# exited 0.
+fleet_state() {
+	local total=0 ready=0 waiting=() failed=() name status
+	while read -r name status; do
+		[[ -z $name ]] && continue
+		total=$((total + 1))
+		case $status in
+		*"(healthy)"*) ready=$((ready + 1)) ;;
+		"Exited (0)"*)
+			case $name in
+			migrate#* | cockroach-certs#* | cockroach-init#*) ready=$((ready + 1)) ;;
+			*) failed+=("$name") ;;
 			esac
-		done < <(fleet_status)
-		local line="    $ready/$total ready${waiting:+; waiting for: ${waiting[*]//#1/}}"
-		[[ $line != "$last" ]] && printf '%s\n' "$line" && last=$line
-		if ((total > 0 && ready == total)) && ! kill -0 "$up_pid" 2>/dev/null; then
-			return 0
+			;;
+		"Exited"* | *"(unhealthy)"* | Dead* | Restarting*) failed+=("$name") ;;
+		*) waiting+=("$name") ;;
+		esac
+	done < <(fleet_status)
+	printf '%s %s %s|%s\n' "$ready" "$total" "${waiting[*]}" "${failed[*]}"
+}
+
+# report_culprits names the services that are not ready and prints their
+# last log lines.
+report_culprits() {
+	local c
+	for c in "$@"; do
+		printf -- '--- last log lines of %s ---\n' "${c%#1}" >&2
+		docker logs --tail 30 "$(container_of "$c")" 2>&1 | sed 's/^/    /' >&2 || true
+	done
+}
+
+# bring_up runs `compose up` until every container is ready, printing a
+# progress line whenever it changes. Compose gives up at once when a
+# dependency is unhealthy, which a restarting RabbitMQ node or database may
+# be for a while, so up is retried until the deadline.
+bring_up() {
+	local api=${KVFLEET_API_REPLICAS:-3} consumers=${KVFLEET_CONSUMER_REPLICAS:-2}
+	local timeout=${KVFLEET_START_TIMEOUT:-600}
+	local deadline=$((SECONDS + timeout)) last="" up_pid="" up_done=false up_log=".$PROJECT-up.log"
+	say "starting the fleet ($api API replicas, $consumers consumers, database: $(env_get KVFLEET_DB))"
+	while :; do
+		if [[ -z $up_pid ]] && ! $up_done; then
+			compose up -d --remove-orphans --scale "api=$api" --scale "consumer=$consumers" >"$up_log" 2>&1 &
+			up_pid=$!
 		fi
-		if ((SECONDS >= deadline)) || { ((${#failed[@]} > 0)) && ! kill -0 "$up_pid" 2>/dev/null; }; then
-			local culprits=("${failed[@]}" "${waiting[@]}")
-			printf '\nstart.sh: not ready after %ss: %s\n' "$timeout" "${culprits[*]}" >&2
-			local c
-			for c in "${culprits[@]}"; do
-				printf -- '--- last log lines of %s ---\n' "$c" >&2
-				docker logs --tail 30 "$(container_of "$c")" 2>&1 | sed 's/^/    /' >&2 || true
-			done
+		local state ready total waiting failed
+		state=$(fleet_state)
+		read -r ready total _ <<<"${state%%|*}"
+		waiting=${state#* * }
+		waiting=${waiting%%|*}
+		failed=${state#*|}
+		local line="    $ready/$total ready${waiting:+; starting: ${waiting//#1/}}${failed:+; failing: ${failed//#1/}}"
+		[[ $line != "$last" ]] && printf '%s\n' "$line" && last=$line
+		if [[ -n $up_pid ]] && ! kill -0 "$up_pid" 2>/dev/null; then
+			if wait "$up_pid"; then
+				up_done=true
+			else
+				printf '    compose up: %s (retrying)\n' "$(tail -n1 "$up_log")"
+			fi
+			up_pid=""
+		fi
+		$up_done && ((total > 0 && ready == total)) && break
+		if ((SECONDS >= deadline)); then
+			printf '\nstart.sh: not ready after %ss:%s%s\n' "$timeout" "${waiting:+ starting: $waiting}" "${failed:+ failing: $failed}" >&2
+			tail -n 5 "$up_log" >&2
+			# shellcheck disable=SC2086 # word splitting wanted: a list of names.
+			report_culprits $waiting $failed
 			die "see above; fix the cause and run ./start.sh again (it is safe to re-run)"
 		fi
 		sleep 2
 	done
-}
-
-bring_up() {
-	local api=${KVFLEET_API_REPLICAS:-3} consumers=${KVFLEET_CONSUMER_REPLICAS:-2}
-	say "starting the fleet ($api API replicas, $consumers consumers, database: $(env_get KVFLEET_DB))"
-	compose up -d --remove-orphans --scale "api=$api" --scale "consumer=$consumers" >".$PROJECT-up.log" 2>&1 &
-	local up_pid=$!
-	wait_healthy "$up_pid"
-	if ! wait "$up_pid"; then
-		cat ".$PROJECT-up.log" >&2
-		die "compose up failed (output above)"
-	fi
+	rm -f "$up_log"
 	# Nginx resolves "api" when it loads its configuration: reload it so that
 	# it balances over exactly the replicas running now.
-	compose exec -T nginx nginx -c /etc/kvfleet/nginx.conf -s reload >/dev/null
-	rm -f ".$PROJECT-up.log"
+	compose exec -T nginx nginx -c /etc/kvfleet/nginx.conf -s reload >/dev/null 2>&1
 }
 
 summary() {

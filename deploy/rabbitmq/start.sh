@@ -7,6 +7,8 @@ set -euo pipefail
 : "${RABBITMQ_USER:?}" "${RABBITMQ_PASSWORD:?}" "${RABBITMQ_COOKIE:?}"
 home=/var/lib/rabbitmq
 umask 077
+# The cookie file is read-only once written (and the packages ship one).
+rm -f "$home/.erlang.cookie"
 printf '%s' "$RABBITMQ_COOKIE" >"$home/.erlang.cookie"
 chmod 400 "$home/.erlang.cookie"
 umask 022
