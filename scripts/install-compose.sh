@@ -26,18 +26,21 @@ main() {
 	command -v go >/dev/null || die "Go is needed to build the Compose plugin; install Go 1.26 or newer"
 	say "building Compose $COMPOSE_VERSION from the Go module proxy (about 3 minutes)"
 	local src work
-	src=$(go mod download -json "$COMPOSE_MODULE@$COMPOSE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	src=$(go mod download -json "$COMPOSE_MODULE@$COMPOSE_VERSION" 2>/dev/null | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	[[ -d $src ]] || die "could not download $COMPOSE_MODULE@$COMPOSE_VERSION"
 	work=$(mktemp -d)
 	# shellcheck disable=SC2064 # expand now: the path is fixed.
 	trap "rm -rf '$work'" EXIT
 	cp -r "$src/." "$work/"
 	chmod -R u+w "$work"
-	(
+	if ! (
 		cd "$work"
 		CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
 			-o "$work/docker-compose" ./cmd
-	)
+	) >"$work/build.log" 2>&1; then
+		tail -n 40 "$work/build.log" >&2
+		die "building Compose failed (output above)"
+	fi
 	mkdir -p "$PLUGIN_DIR"
 	install -m 0755 "$work/docker-compose" "$PLUGIN_DIR/docker-compose"
 	docker compose version >/dev/null || die "the plugin was built but 'docker compose version' fails"

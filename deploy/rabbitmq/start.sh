@@ -42,5 +42,6 @@ printf '[rabbitmq_management,rabbitmq_prometheus].\n' >"$home/enabled_plugins"
 export HOME=$home
 export RABBITMQ_CONFIG_FILE=$home/kvfleet.conf
 export RABBITMQ_ENABLED_PLUGINS_FILE=$home/enabled_plugins
-export RABBITMQ_NODENAME=rabbit@$(hostname)
+RABBITMQ_NODENAME=rabbit@$(hostname)
+export RABBITMQ_NODENAME
 exec rabbitmq-server
