@@ -39,6 +39,9 @@ main() {
 	trap teardown EXIT
 	rm -f e2e-logs.txt
 	./start.sh
+	say "checking that the default (CockroachDB) profile's configuration is valid"
+	docker compose --project-name "$KVFLEET_PROJECT" --env-file "$KVFLEET_ENV_FILE" \
+		--profile cockroach --profile grafana config -q
 	say "running the suite against $KVFLEET_E2E_URL"
 	local rc=0
 	go test -tags e2e -count=1 -v ./internal/e2e/ || rc=$?
