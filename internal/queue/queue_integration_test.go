@@ -170,4 +170,38 @@ func TestRabbitMQ(t *testing.T) {
 			t.Fatalf("queue holds %d messages after restart, want 1", got)
 		}
 	})
+
+	t.Run("a blocked broker answers publishes with an error, not a hang", func(t *testing.T) {
+		if out, err := rmq.Ctl(ctx, "set_vm_memory_high_watermark", "absolute", "1"); err != nil {
+			t.Fatalf("raise a memory alarm: %v: %s", err, out)
+		}
+		defer func() {
+			if out, err := rmq.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+				t.Errorf("clear the memory alarm: %v: %s", err, out)
+			}
+		}()
+		// Each publish must end with an error within its timeout; the
+		// bound here only keeps a hang from stalling the suite.
+		publishEnds := func(hlc uint64) error {
+			done := make(chan error, 1)
+			go func() { done <- pub.Publish(ctx, write("blocked", hlc)) }()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(30 * time.Second):
+				t.Fatal("Publish hung while the broker was blocking publishers")
+				return nil
+			}
+		}
+		if err := publishEnds(100); err == nil {
+			t.Fatal("a publish was confirmed while the broker had a memory alarm")
+		}
+		waitFor(t, "the publisher to report the block", func() bool {
+			return errors.Is(publishEnds(101), queue.ErrBlocked)
+		})
+		if out, err := rmq.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+			t.Fatalf("clear the memory alarm: %v: %s", err, out)
+		}
+		waitFor(t, "publishes to be confirmed again", func() bool { return pub.Publish(ctx, write("unblocked", 102)) == nil })
+	})
 }

@@ -60,13 +60,16 @@ func startFleet(t *testing.T) *fleet {
 	t.Helper()
 	testserver.Require(t, "redis-server", "redis-sentinel", "initdb", "postgres", "rabbitmq-server", "rabbitmqctl")
 	f := &fleet{topology: queue.Topology{Queue: "kvfleet.writes", DeadLetterExchange: "kvfleet.writes.dlx", DeadLetterQueue: "kvfleet.writes.dead", DeliveryLimit: 20}}
+	// The servers start in parallel (RabbitMQ alone takes seconds); t.Fatal
+	// belongs on this goroutine, so errors are collected first.
 	var wg sync.WaitGroup
-	wg.Go(func() { f.redis = testserver.MustRedis(t) })
-	wg.Go(func() { f.postgres = testserver.MustPostgres(t) })
-	wg.Go(func() { f.rabbit = testserver.MustRabbitMQ(t) })
+	var errs [3]error
+	wg.Go(func() { f.redis, errs[0] = startServer(t, testserver.StartRedis) })
+	wg.Go(func() { f.postgres, errs[1] = startServer(t, testserver.StartPostgres) })
+	wg.Go(func() { f.rabbit, errs[2] = startServer(t, testserver.StartRabbitMQ) })
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	if err := errors.Join(errs[:]...); err != nil {
+		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	var running sync.WaitGroup
@@ -123,6 +126,16 @@ func startFleet(t *testing.T) *fleet {
 		return nil
 	})
 	return f
+}
+
+// startServer starts one server in a directory of the test's and closes it
+// when the test ends; it may run on any goroutine.
+func startServer[S interface{ Close() error }](t *testing.T, start func(context.Context, string) (S, error)) (S, error) {
+	s, err := start(t.Context(), t.TempDir())
+	if err == nil {
+		t.Cleanup(func() { _ = s.Close() })
+	}
+	return s, err
 }
 
 func (f *fleet) openPool(t *testing.T) *pgxpool.Pool {

@@ -68,51 +68,39 @@ func Require(t testing.TB, binaries ...string) {
 // directory, and closes it when the test ends.
 func MustRedis(t testing.TB) *RedisSet {
 	t.Helper()
-	Require(t, redisBinaries...)
-	r, err := StartRedis(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return r
+	return must(t, redisBinaries, StartRedis)
 }
 
 // MustPostgres requires the PostgreSQL binaries, starts a server in a
 // temporary directory, and closes it when the test ends.
 func MustPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	Require(t, postgresBinaries...)
-	p, err := StartPostgres(t.Context(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return p
+	return must(t, postgresBinaries, StartPostgres)
 }
 
 // MustRabbitMQ requires the RabbitMQ binaries, starts a node in a temporary
 // directory, and closes it when the test ends.
 func MustRabbitMQ(t testing.TB) *RabbitMQ {
 	t.Helper()
-	Require(t, rabbitBinaries...)
-	r, err := StartRabbitMQ(t.Context(), t.TempDir())
+	return must(t, rabbitBinaries, StartRabbitMQ)
+}
+
+// must is what the Must functions share. It calls t.Fatal, so it belongs on
+// the test's own goroutine; start servers in parallel with the Start
+// functions instead.
+func must[S interface{ Close() error }](t testing.TB, binaries []string, start func(context.Context, string) (S, error)) S {
+	t.Helper()
+	Require(t, binaries...)
+	s, err := start(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
+		if err := s.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	return r
+	return s
 }
 
 // findBinary resolves a server binary. It looks first where Debian keeps the
