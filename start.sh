@@ -167,13 +167,23 @@ choose_images() {
 	GRAFANA=no
 }
 
+# quietly runs a command and shows its output only if it fails.
+quietly() {
+	local log rc=0
+	log=$(mktemp)
+	"$@" >"$log" 2>&1 || rc=$?
+	((rc == 0)) || cat "$log" >&2
+	rm -f "$log"
+	return "$rc"
+}
+
 build_app_image() {
 	say "building the API and consumer image (kvfleet:local)"
 	if command -v go >/dev/null; then
 		make --no-print-directory build >/dev/null
-		docker build -q -f deploy/prebuilt.Dockerfile -t kvfleet:local . >/dev/null 2> >(grep -v -e DEPRECATED -e 'legacy builder' -e buildx -e 'docs.docker.com' >&2)
+		quietly docker build -q -f deploy/prebuilt.Dockerfile -t kvfleet:local .
 	else
-		docker build -q -f deploy/Dockerfile -t kvfleet:local . >/dev/null
+		quietly docker build -q -f deploy/Dockerfile -t kvfleet:local .
 	fi
 }
 

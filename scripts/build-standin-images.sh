@@ -89,8 +89,15 @@ build_base() {
 build_role() {
 	local role=$1
 	say "building kvfleet-standin/$role:$SUITE"
-	docker build --quiet --build-arg "BASE=$BASE_IMAGE" -t "kvfleet-standin/$role:$SUITE" \
-		-f "deploy/standin/$role.Dockerfile" deploy/standin >/dev/null
+	local log
+	log=$(mktemp)
+	if ! docker build --quiet --build-arg "BASE=$BASE_IMAGE" -t "kvfleet-standin/$role:$SUITE" \
+		-f "deploy/standin/$role.Dockerfile" deploy/standin >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		die "building the $role image failed (output above)"
+	fi
+	rm -f "$log"
 }
 
 main() {
