@@ -8,7 +8,8 @@
 #
 # Settings (environment or .env): KVFLEET_DB=cockroach|postgres,
 # KVFLEET_PORT (8000), KVFLEET_BIND (127.0.0.1), KVFLEET_API_REPLICAS (3),
-# KVFLEET_CONSUMER_REPLICAS (2), KVFLEET_START_TIMEOUT (600 seconds).
+# KVFLEET_CONSUMER_REPLICAS (2), KVFLEET_START_TIMEOUT (600 seconds),
+# KVFLEET_COMPOSE ("docker compose" or "docker-compose"; found by default).
 #
 # On first run it writes .env with random secrets (kept on later runs).
 # When no container registry is reachable it builds stand-in images from
@@ -33,7 +34,10 @@ die() {
 
 COMPOSE=()
 find_compose() {
-	if docker compose version >/dev/null 2>&1; then
+	if [[ -n ${KVFLEET_COMPOSE:-} ]]; then
+		# An explicit choice, e.g. KVFLEET_COMPOSE=docker-compose for v1.
+		read -r -a COMPOSE <<<"$KVFLEET_COMPOSE"
+	elif docker compose version >/dev/null 2>&1; then
 		COMPOSE=(docker compose)
 	elif command -v docker-compose >/dev/null && docker-compose version >/dev/null 2>&1; then
 		COMPOSE=(docker-compose)
