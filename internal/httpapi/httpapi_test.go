@@ -1022,19 +1022,18 @@ func TestWriteMethodRestoredFromNginxHeader(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			pub := &kvtest.RecordingPublisher{}
-			h := httpapi.New(writeMethodConfig(pub))
+			f := newFixture(t, deps{})
 			req := httptest.NewRequest(http.MethodPost, tc.target, strings.NewReader(tc.body))
 			req.Header.Set("Content-Type", "application/json")
 			if tc.header != "" {
 				req.Header.Set(httpapi.WriteMethodHeader, tc.header)
 			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			f.handler.ServeHTTP(rec, req)
 			if rec.Code != tc.wantStatus {
 				t.Fatalf("status = %d, want %d: %s", rec.Code, tc.wantStatus, rec.Body)
 			}
-			published := len(pub.Writes())
+			published := len(f.pub.Writes())
 			if tc.wantStatus == http.StatusAccepted {
 				if published != 1 || !strings.Contains(rec.Body.String(), tc.wantMessage) {
 					t.Fatalf("published %d writes, body %s", published, rec.Body)
@@ -1043,19 +1042,5 @@ func TestWriteMethodRestoredFromNginxHeader(t *testing.T) {
 				t.Fatalf("a refused request published %d writes", published)
 			}
 		})
-	}
-}
-
-func writeMethodConfig(pub *kvtest.RecordingPublisher) httpapi.Config {
-	reg := prometheus.NewRegistry()
-	svc := kv.NewService(kv.ServiceConfig{
-		Limits: kv.DefaultLimits, Clock: version.NewClock(1, time.Now),
-		Cache: kvtest.NewMemoryCache(), Store: kvtest.NewMemoryStore(), Publisher: pub,
-		Now: time.Now, ReadTimeout: time.Second, Registerer: reg,
-	})
-	return httpapi.Config{
-		KV: svc, MaxBodyBytes: 1 << 20, Cache: kvtest.Pinger{}, Store: kvtest.Pinger{}, Broker: kvtest.Broker{Up: true},
-		Readiness: &httpapi.Readiness{}, HealthTimeout: time.Second, Now: time.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg,
 	}
 }
