@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -58,8 +57,7 @@ type Postgres struct {
 	cred         *syscall.Credential // nil unless we are root
 	env          []string
 
-	mu   sync.Mutex
-	proc *process
+	server restartable
 }
 
 // StartPostgres creates a cluster in dir with initdb and starts it on a
@@ -199,14 +197,9 @@ func (p *Postgres) initCluster(ctx context.Context, password string) error {
 func (p *Postgres) Start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, postgresStartTimeout)
 	defer cancel()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.proc != nil && !p.proc.exited() {
-		return errors.New("testserver: postgres is already running")
-	}
 	// fsync, synchronous_commit and full_page_writes off: durability
 	// across a machine crash is irrelevant to a test and costs time.
-	proc, err := startProcess(p.spec("postgres", "postgres",
+	spec := p.spec("postgres", "postgres",
 		"-D", p.dataDir,
 		"-p", strconv.Itoa(p.port),
 		"-c", "listen_addresses=127.0.0.1",
@@ -214,39 +207,22 @@ func (p *Postgres) Start(ctx context.Context) error {
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
-	))
-	if err != nil {
-		return err
-	}
-	p.proc = proc
+	)
 	// TCP is what clients use; the trusted unix socket lets us also check
 	// that the user and the database exist.
-	err = waitReady(ctx, "postgres on "+loopback(p.port), []*process{proc}, func(ctx context.Context) error {
+	return p.server.start(ctx, "postgres on "+loopback(p.port), spec, func(ctx context.Context) error {
 		if err := pgReady(ctx, "tcp", loopback(p.port), postgresUser, postgresDatabase); err != nil {
 			return err
 		}
 		return pgReady(ctx, "unix", p.socketPath(), postgresUser, postgresDatabase)
 	})
-	if err != nil {
-		_ = proc.kill()
-		p.proc = nil
-		return err
-	}
-	return nil
 }
 
 // Stop shuts the server down fast (SIGINT to the postmaster: active
 // transactions are rolled back, data is kept) and waits until it has
 // exited and its port is free.
 func (p *Postgres) Stop() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.proc == nil {
-		return nil
-	}
-	err := p.proc.stop(syscall.SIGINT, postgresStopGrace)
-	p.proc = nil
-	return err
+	return p.server.stop(syscall.SIGINT, postgresStopGrace)
 }
 
 // Close stops the server if it is running.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -204,4 +205,55 @@ func tailFile(path string, n int) (string, error) {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.TrimRight(string(bytes.Join(lines, []byte("\n"))), "\n"), nil
+}
+
+// restartable is a server process that a test may stop and start again:
+// the one lifecycle PostgreSQL and RabbitMQ share.
+type restartable struct {
+	mu   sync.Mutex
+	proc *process
+}
+
+// start runs spec and waits until ready passes; a process that never gets
+// ready is killed. It refuses to start a second copy.
+func (r *restartable) start(ctx context.Context, what string, spec procSpec, ready func(context.Context) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc != nil && !r.proc.exited() {
+		return fmt.Errorf("testserver: %s is already running", what)
+	}
+	proc, err := startProcess(spec)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, what, []*process{proc}, ready); err != nil {
+		_ = proc.kill()
+		return err
+	}
+	r.proc = proc
+	return nil
+}
+
+// stop sends sig, waits up to grace for the process to exit, then kills it.
+func (r *restartable) stop(sig syscall.Signal, grace time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	err := r.proc.stop(sig, grace)
+	r.proc = nil
+	return err
+}
+
+// kill ends the process at once.
+func (r *restartable) kill() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return nil
+	}
+	err := r.proc.kill()
+	r.proc = nil
+	return err
 }

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -48,8 +47,7 @@ type RabbitMQ struct {
 	env       []string
 	logPath   string
 
-	mu   sync.Mutex
-	proc *process
+	server restartable
 }
 
 // StartRabbitMQ starts a RabbitMQ node of its own under dir and waits until
@@ -172,57 +170,28 @@ func startEPMD(ctx context.Context, dir string) error {
 func (r *RabbitMQ) Start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, rabbitStartTimeout)
 	defer cancel()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.proc != nil && !r.proc.exited() {
-		return errors.New("testserver: rabbitmq is already running")
-	}
-	proc, err := startProcess(procSpec{
+	spec := procSpec{
 		name:    "rabbitmq-server " + r.node,
 		path:    r.serverBin,
 		dir:     r.dir,
 		env:     r.env,
 		logPath: r.logPath,
-	})
-	if err != nil {
-		return err
 	}
-	r.proc = proc
-	err = waitReady(ctx, "rabbitmq on "+loopback(r.port), []*process{proc}, func(ctx context.Context) error {
+	return r.server.start(ctx, "rabbitmq on "+loopback(r.port), spec, func(ctx context.Context) error {
 		return amqpReady(ctx, loopback(r.port))
 	})
-	if err != nil {
-		_ = proc.kill()
-		r.proc = nil
-		return err
-	}
-	return nil
 }
 
 // Stop shuts the node down cleanly (SIGTERM, which the Erlang VM turns into
 // an orderly stop) and waits until it has exited. Its data is kept.
 func (r *RabbitMQ) Stop() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.proc == nil {
-		return nil
-	}
-	err := r.proc.stop(syscall.SIGTERM, rabbitStopGrace)
-	r.proc = nil
-	return err
+	return r.server.stop(syscall.SIGTERM, rabbitStopGrace)
 }
 
 // Close kills the node if it is running. Unlike Stop it does not wait for
 // an orderly shutdown: the data is thrown away with the directory anyway.
 func (r *RabbitMQ) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.proc == nil {
-		return nil
-	}
-	err := r.proc.kill()
-	r.proc = nil
-	return err
+	return r.server.kill()
 }
 
 // Ctl runs rabbitmqctl against this node (for example "list_queues") and
