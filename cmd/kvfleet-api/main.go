@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,12 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kvfleet/kvfleet/internal/cache"
+	"github.com/kvfleet/kvfleet/cmd/internal/backing"
 	"github.com/kvfleet/kvfleet/internal/config"
 	"github.com/kvfleet/kvfleet/internal/httpapi"
 	"github.com/kvfleet/kvfleet/internal/kv"
 	"github.com/kvfleet/kvfleet/internal/queue"
-	"github.com/kvfleet/kvfleet/internal/store"
 	"github.com/kvfleet/kvfleet/internal/telemetry"
 	"github.com/kvfleet/kvfleet/internal/version"
 )
@@ -49,69 +49,54 @@ func run(ctx context.Context, args []string) error {
 	log := telemetry.NewLogger(os.Stdout, cfg.LogLevel, "api")
 	log.Info("starting", "config", cfg)
 	reg := telemetry.NewRegistry()
-
-	redis := cache.NewClient(cfg.Redis.CacheConfig())
-	defer redis.Close()
-	kvCache := cache.New(redis, cfg.Cache.CacheOptions(), reg)
-	pool, err := store.OpenPool(ctx, cfg.Database.PoolConfig())
+	deps, err := backing.Open(ctx, cfg.Common, "kvfleet-api", log, reg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	kvStore := store.New(pool, store.Options{QueryTimeout: cfg.Database.QueryTimeout, Attempts: 2, Backoff: 50 * time.Millisecond}, reg)
-	publisher := queue.NewPublisher(queue.PublisherConfig{
-		Dialer: cfg.Broker.Dialer("kvfleet-api"), Topology: cfg.Broker.Topology(),
-		Channels: cfg.PublisherChannels, Timeout: cfg.PublishTimeout, Logger: log,
-	}, reg)
-	service := kv.NewService(kv.ServiceConfig{
-		Limits: cfg.Limits, Clock: version.NewClock(cfg.NodeID, time.Now),
-		Cache: kvCache, Store: kvStore, Publisher: publisher,
-		Now: time.Now, ReadTimeout: cfg.ReadTimeout, Registerer: reg,
-	})
+	defer deps.Close()
+	publisher := queue.NewPublisher(queue.PublisherConfig{Connection: deps.Broker, Topology: deps.Topology,
+		Channels: cfg.PublisherChannels, Timeout: cfg.PublishTimeout, Logger: log}, reg)
+	service := kv.NewService(kv.ServiceConfig{Limits: cfg.Limits, Clock: version.NewClock(cfg.NodeID, time.Now),
+		Cache: deps.Cache, Store: deps.Store, Publisher: publisher, Now: time.Now, ReadTimeout: cfg.ReadTimeout, Registerer: reg})
 	readiness := &httpapi.Readiness{}
 	hostname, _ := os.Hostname()
 	api := &http.Server{Addr: cfg.HTTPAddr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		Handler: httpapi.New(httpapi.Config{
-			KV: service, MaxBodyBytes: cfg.MaxBodyBytes, Cache: kvCache, Store: kvStore, Broker: publisher,
-			Readiness: readiness, HealthTimeout: cfg.HealthTimeout, ServedBy: hostname,
-			Now: time.Now, Logger: log, Registerer: reg,
-		})}
+		Handler: httpapi.New(httpapi.Config{KV: service, MaxBodyBytes: cfg.MaxBodyBytes, Cache: deps.Cache, Store: deps.Store,
+			Broker: publisher, Readiness: readiness, HealthTimeout: cfg.HealthTimeout, ServedBy: hostname,
+			Now: time.Now, Logger: log, Registerer: reg})}
 	ops := telemetry.NewOpsServer(cfg.OpsAddr, reg, readiness.Ready)
-	apiLn, err := telemetry.Listen(api)
+	lns, err := telemetry.Listen(api, ops)
 	if err != nil {
-		return err
-	}
-	opsLn, err := telemetry.Listen(ops)
-	if err != nil {
-		apiLn.Close()
 		return err
 	}
 
-	// Shutdown runs in reverse order of start: readiness, then the API
-	// (which waits for in-flight publishes and their confirms), then the
-	// broker connection, then the operations server.
+	// Start: the broker connection and the operations server, then the API.
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = publisher.Run(background) })
-	opsDone := make(chan error, 1)
-	go func() { opsDone <- telemetry.Serve(background, ops, opsLn, cfg.ShutdownTimeout) }()
-
+	var opsErr, apiErr error
+	wg.Go(func() { publisher.Run(background) })
+	wg.Go(func() { opsErr = telemetry.Serve(background, ops, lns[1], cfg.ShutdownTimeout) })
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	apiDone := make(chan struct{})
+	go func() { defer close(apiDone); apiErr = telemetry.Serve(serving, api, lns[0], cfg.ShutdownTimeout) }()
 	readiness.SetReady(true)
 	log.Info("serving", "http_addr", cfg.HTTPAddr, "ops_addr", cfg.OpsAddr)
-	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopAPI()
-	context.AfterFunc(ctx, func() {
-		readiness.SetReady(false)
-		log.Info("draining", "delay", cfg.DrainDelay)
-		time.AfterFunc(cfg.DrainDelay, stopAPI)
-	})
-	err = telemetry.Serve(apiCtx, api, apiLn, cfg.ShutdownTimeout)
+
+	// Stop, in reverse order: leave the load balancer's rotation and give it
+	// DrainDelay to notice, finish the requests in flight (each waits for
+	// its confirm), then close the broker connection and the ops server.
+	select {
+	case <-ctx.Done():
+	case <-apiDone:
+	}
+	readiness.SetReady(false)
+	log.Info("draining", "delay", cfg.DrainDelay)
+	time.Sleep(cfg.DrainDelay)
+	stopServing()
+	<-apiDone
 	stopBackground()
 	wg.Wait()
-	if opsErr := <-opsDone; err == nil {
-		err = opsErr
-	}
+	err = errors.Join(apiErr, opsErr)
 	log.Info("stopped", "err", err)
 	return err
 }

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kvfleet/kvfleet/internal/cache"
+	"github.com/kvfleet/kvfleet/cmd/internal/backing"
 	"github.com/kvfleet/kvfleet/internal/config"
 	"github.com/kvfleet/kvfleet/internal/consumer"
 	"github.com/kvfleet/kvfleet/internal/queue"
@@ -36,14 +36,15 @@ func run(ctx context.Context, args []string) error {
 	if len(args) > 0 {
 		mode = args[0]
 	}
-	if mode == "healthcheck" {
+	switch mode {
+	case "healthcheck":
 		url, err := config.HealthcheckURL(os.Getenv, "OPS_ADDR", ":9100", "/readyz")
 		if err != nil {
 			return err
 		}
 		return telemetry.Healthcheck(ctx, url)
-	}
-	if mode != "run" && mode != "migrate" {
+	case "run", "migrate":
+	default:
 		return fmt.Errorf("unknown mode %q (want run, migrate or healthcheck)", mode)
 	}
 	cfg, err := config.LoadConsumer(os.Getenv)
@@ -51,44 +52,31 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	log := telemetry.NewLogger(os.Stdout, cfg.LogLevel, "consumer")
+	log.Info("starting", "mode", mode, "config", cfg)
 	reg := telemetry.NewRegistry()
-
-	pool, err := store.OpenPool(ctx, cfg.Database.PoolConfig())
+	deps, err := backing.Open(ctx, cfg.Common, "kvfleet-consumer", log, reg)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer deps.Close()
 	if mode == "migrate" || cfg.Migrate {
-		err := store.MigrateWaiting(ctx, pool, cfg.MigrateWait, func(err error) {
+		err := deps.Store.Migrate(ctx, cfg.MigrateWait, func(err error) {
 			log.Warn("database not ready for migrations; retrying", "op", "migrate", "err", err)
 		})
-		if err != nil {
+		if err != nil || mode == "migrate" {
 			return err
 		}
 		log.Info("schema is up to date")
-		if mode == "migrate" {
-			return nil
-		}
 	}
-	log.Info("starting", "config", cfg)
-	kvStore := store.New(pool, store.Options{QueryTimeout: cfg.Database.QueryTimeout, Attempts: 3, Backoff: 50 * time.Millisecond}, reg)
-	redis := cache.NewClient(cfg.Redis.CacheConfig())
-	defer redis.Close()
-	kvCache := cache.New(redis, cfg.Cache.CacheOptions(), reg)
-
-	applier := consumer.New(consumer.Config{
-		Limits: cfg.Limits, BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait, DrainTimeout: cfg.DrainTimeout,
-		RetryMin: 50 * time.Millisecond, RetryMax: cfg.RetryMax, Transient: store.Transient, Now: time.Now, Logger: log,
-	}, kvStore, kvCache, reg)
-	subscriber := queue.NewSubscriber(queue.SubscriberConfig{
-		Dialer: cfg.Broker.Dialer("kvfleet-consumer"), Topology: cfg.Broker.Topology(), Prefetch: cfg.Prefetch, Logger: log,
-	}, reg)
-	purger := consumer.NewPurger(consumer.Purger{
-		Store: kvStore, Retention: cfg.TombstoneRetention, Interval: cfg.PurgeInterval,
-		BatchLimit: 1000, Now: time.Now, Logger: log,
-	}, reg)
+	applier := consumer.New(consumer.Config{BatchSize: cfg.BatchSize, BatchBytes: cfg.BatchBytes, BatchWait: cfg.BatchWait,
+		DrainTimeout: cfg.DrainTimeout, RetryMin: 50 * time.Millisecond, RetryMax: cfg.RetryMax,
+		RowError: store.RowError, Now: time.Now, Logger: log}, deps.Store, deps.Cache, reg)
+	subscriber := queue.NewSubscriber(queue.SubscriberConfig{Connection: deps.Broker, Topology: deps.Topology,
+		Prefetch: cfg.Prefetch, Limits: cfg.Limits, Logger: log})
+	purger := consumer.NewPurger(consumer.Purger{Store: deps.Store, Retention: cfg.TombstoneRetention,
+		Interval: cfg.PurgeInterval, BatchLimit: 1000, Now: time.Now, Logger: log}, reg)
 	ops := telemetry.NewOpsServer(cfg.OpsAddr, reg, subscriber.Consuming)
-	opsLn, err := telemetry.Listen(ops)
+	lns, err := telemetry.Listen(ops)
 	if err != nil {
 		return err
 	}
@@ -97,18 +85,14 @@ func run(ctx context.Context, args []string) error {
 	// finishes (or leaves unacknowledged) its batch; the operations server
 	// goes last so that metrics stay readable until the end.
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopOps()
-	opsDone := make(chan error, 1)
-	go func() { opsDone <- telemetry.Serve(opsCtx, ops, opsLn, cfg.ShutdownTimeout) }()
+	var opsErr error
 	var wg sync.WaitGroup
+	wg.Go(func() { opsErr = telemetry.Serve(opsCtx, ops, lns[0], cfg.ShutdownTimeout) })
 	wg.Go(func() { _ = purger.Run(ctx) })
 	log.Info("consuming", "queue", cfg.Broker.Queue, "ops_addr", cfg.OpsAddr)
-	err = subscriber.Run(ctx, applier.Handle)
-	wg.Wait()
+	subscriber.Run(ctx, applier.Handle)
 	stopOps()
-	if opsErr := <-opsDone; err == nil {
-		err = opsErr
-	}
-	log.Info("stopped", "err", err)
-	return err
+	wg.Wait()
+	log.Info("stopped", "err", opsErr)
+	return opsErr
 }

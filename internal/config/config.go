@@ -22,6 +22,9 @@ type Common struct {
 	Database        Database
 	Broker          Broker
 	Cache           Cache
+
+	// printed is every setting read, secrets masked, for the start-up log.
+	printed settings
 }
 
 // Redis says how to reach the cache.
@@ -53,6 +56,8 @@ type Broker struct {
 	DeliveryLimit      int
 	DialTimeout        time.Duration
 	Heartbeat          time.Duration
+	// WriteTimeout bounds each write to the broker's socket.
+	WriteTimeout time.Duration
 }
 
 // Cache sets entry lifetimes.
@@ -79,8 +84,11 @@ type API struct {
 // Consumer is the consumer binary's configuration.
 type Consumer struct {
 	Common
-	Prefetch     int
-	BatchSize    int
+	Prefetch  int
+	BatchSize int
+	// BatchBytes bounds the message bodies in one batch, so that a batch of
+	// large values still fits in one statement's timeout.
+	BatchBytes   int
 	BatchWait    time.Duration
 	DrainTimeout time.Duration
 	RetryMax     time.Duration
@@ -117,8 +125,8 @@ func loadCommon(e *env) Common {
 		SentinelAddrs:    e.list("REDIS_SENTINEL_ADDRS", "redis-sentinel-1:26379,redis-sentinel-2:26379,redis-sentinel-3:26379"),
 		MasterName:       e.str("REDIS_MASTER_NAME", "kvfleet"),
 		Addr:             e.str("REDIS_ADDR", ""),
-		Password:         e.required("REDIS_PASSWORD"),
-		SentinelPassword: e.str("REDIS_SENTINEL_PASSWORD", ""),
+		Password:         e.secret("REDIS_PASSWORD", true),
+		SentinelPassword: e.secret("REDIS_SENTINEL_PASSWORD", false),
 		Timeout:          e.duration("REDIS_TIMEOUT", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
 		PoolSize:         e.integer("REDIS_POOL_SIZE", 0, 0, 10000),
 	}
@@ -126,6 +134,7 @@ func loadCommon(e *env) Common {
 		// An explicit single address means "no Sentinel", even though the
 		// Sentinel list has a default.
 		c.Redis.SentinelAddrs = nil
+		e.record("REDIS_SENTINEL_ADDRS", c.Redis.SentinelAddrs)
 		e.address("REDIS_ADDR", "")
 	}
 	for _, a := range c.Redis.SentinelAddrs {
@@ -135,32 +144,22 @@ func loadCommon(e *env) Common {
 	}
 
 	c.Database = Database{
-		URL:             e.str("DATABASE_URL", ""),
+		URL:             e.url("DATABASE_URL", "postgres://user:password@host:port/db", "postgres", "postgresql"),
 		MaxConns:        e.integer("DATABASE_MAX_CONNS", 8, 1, 1000),
 		ConnectTimeout:  e.duration("DATABASE_CONNECT_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
 		QueryTimeout:    e.duration("DATABASE_QUERY_TIMEOUT", 5*time.Second, 10*time.Millisecond, 10*time.Minute),
 		MaxConnIdleTime: e.duration("DATABASE_MAX_CONN_IDLE_TIME", 5*time.Minute, time.Second, 24*time.Hour),
 	}
-	if c.Database.URL == "" {
-		e.fail("DATABASE_URL", "is required (postgres://user:password@host:port/db)")
-	} else {
-		e.checkURL("DATABASE_URL", c.Database.URL, "postgres", "postgresql")
-	}
 
 	c.Broker = Broker{
-		URLs:               e.list("AMQP_URLS", ""),
+		URLs:               e.urls("AMQP_URLS", "comma-separated amqp://user:password@host:5672/ URLs, one per node", "amqp", "amqps"),
 		Queue:              e.str("QUEUE", "kvfleet.writes"),
 		DeadLetterExchange: e.str("DEAD_LETTER_EXCHANGE", "kvfleet.writes.dlx"),
 		DeadLetterQueue:    e.str("DEAD_LETTER_QUEUE", "kvfleet.writes.dead"),
 		DeliveryLimit:      e.integer("DELIVERY_LIMIT", 20, 1, 1000),
 		DialTimeout:        e.duration("AMQP_DIAL_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
 		Heartbeat:          e.duration("AMQP_HEARTBEAT", 10*time.Second, time.Second, 10*time.Minute),
-	}
-	if len(c.Broker.URLs) == 0 {
-		e.fail("AMQP_URLS", "is required (comma-separated amqp://user:password@host:5672/ URLs, one per node)")
-	}
-	for _, u := range c.Broker.URLs {
-		e.checkURL("AMQP_URLS", u, "amqp", "amqps")
+		WriteTimeout:       e.duration("AMQP_WRITE_TIMEOUT", 2*time.Second, 100*time.Millisecond, time.Minute),
 	}
 
 	c.Cache = Cache{
@@ -190,6 +189,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	} else {
 		c.NodeID = randomNodeID()
 	}
+	e.record("NODE_ID", c.NodeID)
 	// JSON escaping can make a body up to six times the size of the value
 	// it carries; the body limit only has to admit the common case, and the
 	// value limit is checked after decoding.
@@ -197,6 +197,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		e.fail("MAX_BODY_BYTES", "%d is below MAX_VALUE_BYTES + MAX_KEY_BYTES (%d)",
 			c.MaxBodyBytes, c.Limits.MaxValueBytes+c.Limits.MaxKeyBytes)
 	}
+	c.printed = e.printed
 	return c, e.err()
 }
 
@@ -206,6 +207,7 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	c := Consumer{Common: loadCommon(e)}
 	c.Prefetch = e.integer("PREFETCH", 256, 1, 65535)
 	c.BatchSize = e.integer("BATCH_SIZE", 128, 1, 10000)
+	c.BatchBytes = e.integer("BATCH_BYTES", 4<<20, 1<<10, 1<<30)
 	c.BatchWait = e.duration("BATCH_WAIT", 10*time.Millisecond, 0, 10*time.Second)
 	c.DrainTimeout = e.duration("DRAIN_TIMEOUT", 10*time.Second, 0, 10*time.Minute)
 	c.RetryMax = e.duration("RETRY_MAX", 5*time.Second, 10*time.Millisecond, 10*time.Minute)
@@ -216,6 +218,7 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	if c.BatchSize > c.Prefetch {
 		e.fail("BATCH_SIZE", "%d exceeds KVFLEET_PREFETCH (%d): a batch could never fill", c.BatchSize, c.Prefetch)
 	}
+	c.printed = e.printed
 	return c, e.err()
 }
 
@@ -228,53 +231,9 @@ func randomNodeID() uint64 {
 	return binary.BigEndian.Uint64(b[:])>>1 | 1
 }
 
-// LogValue prints the shared settings with secrets masked.
-func (c Common) LogValue() slog.Value {
-	urls := make([]string, len(c.Broker.URLs))
-	for i, u := range c.Broker.URLs {
-		urls[i] = maskURL(u)
-	}
-	return slog.GroupValue(
-		slog.String("ops_addr", c.OpsAddr),
-		slog.String("log_level", c.LogLevel.String()),
-		slog.Int("max_key_bytes", c.Limits.MaxKeyBytes),
-		slog.Int("max_value_bytes", c.Limits.MaxValueBytes),
-		slog.Any("redis_sentinel_addrs", c.Redis.SentinelAddrs),
-		slog.String("redis_master_name", c.Redis.MasterName),
-		slog.String("redis_addr", c.Redis.Addr),
-		slog.String("redis_password", mask(c.Redis.Password)),
-		slog.String("redis_sentinel_password", mask(c.Redis.SentinelPassword)),
-		slog.String("database_url", maskURL(c.Database.URL)),
-		slog.Any("amqp_urls", urls),
-		slog.String("queue", c.Broker.Queue),
-		slog.Int("delivery_limit", c.Broker.DeliveryLimit),
-		slog.String("cache_ttl", c.Cache.TTL.String()),
-	)
-}
-
-// LogValue prints the API's settings with secrets masked.
-func (c API) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.Any("common", c.Common),
-		slog.String("http_addr", c.HTTPAddr),
-		slog.Uint64("node_id", c.NodeID),
-		slog.Int64("max_body_bytes", c.MaxBodyBytes),
-		slog.String("publish_timeout", c.PublishTimeout.String()),
-		slog.Int("publisher_channels", c.PublisherChannels),
-	)
-}
-
-// LogValue prints the consumer's settings with secrets masked.
-func (c Consumer) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.Any("common", c.Common),
-		slog.Int("prefetch", c.Prefetch),
-		slog.Int("batch_size", c.BatchSize),
-		slog.String("batch_wait", c.BatchWait.String()),
-		slog.Bool("migrate", c.Migrate),
-		slog.String("tombstone_retention", c.TombstoneRetention.String()),
-	)
-}
+// LogValue prints every setting of the binary, secrets masked, in the
+// order they were read; API and Consumer print the same way through it.
+func (c Common) LogValue() slog.Value { return c.printed.LogValue() }
 
 // HealthcheckURL returns the local URL that a binary's healthcheck mode
 // asks: path on the port of the address in variable name (default def). It

@@ -380,10 +380,6 @@ func TestRedisAddrDisablesSentinel(t *testing.T) {
 			if c.Redis.Addr != tt.wantAddr || !slices.Equal(c.Redis.SentinelAddrs, tt.wantSentinels) {
 				t.Errorf("Addr %q, SentinelAddrs %q; want %q, %q", c.Redis.Addr, c.Redis.SentinelAddrs, tt.wantAddr, tt.wantSentinels)
 			}
-			cc := c.Redis.CacheConfig()
-			if cc.Addr != tt.wantAddr || !slices.Equal(cc.SentinelAddrs, tt.wantSentinels) {
-				t.Errorf("CacheConfig Addr %q, SentinelAddrs %q; want %q, %q", cc.Addr, cc.SentinelAddrs, tt.wantAddr, tt.wantSentinels)
-			}
 		})
 	}
 }

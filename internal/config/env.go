@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -18,11 +19,38 @@ import (
 const Prefix = "KVFLEET_"
 
 // env reads variables and collects every problem, so that a user fixes
-// them all in one go rather than one start-up at a time.
+// them all in one go rather than one start-up at a time. It also records
+// the effective value of every setting it reads, secrets masked, so that
+// the start-up log shows all of them without a list to keep in step.
 type env struct {
 	getenv func(string) string
 	errs   []error
+
+	printed []slog.Attr
+	index   map[string]int
 }
+
+// record notes the effective value of a setting for the start-up log; a
+// setting read twice keeps its first place and its last value.
+func (e *env) record(name string, value any) {
+	if e.index == nil {
+		e.index = make(map[string]int)
+	}
+	attr := slog.Any(strings.ToLower(name), value)
+	if i, ok := e.index[name]; ok {
+		e.printed[i] = attr
+		return
+	}
+	e.index[name] = len(e.printed)
+	e.printed = append(e.printed, attr)
+}
+
+// settings is what a configuration prints: every setting in the order it
+// was read.
+type settings []slog.Attr
+
+// LogValue prints the settings as one group.
+func (s settings) LogValue() slog.Value { return slog.GroupValue(s...) }
 
 func (e *env) fail(name, format string, args ...any) {
 	e.errs = append(e.errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
@@ -36,18 +64,21 @@ func (e *env) lookup(name string) (string, bool) {
 }
 
 func (e *env) str(name, def string) string {
-	if v, ok := e.lookup(name); ok {
-		return v
-	}
-	return def
-}
-
-// required reads a variable that has no safe default (a secret).
-func (e *env) required(name string) string {
 	v, ok := e.lookup(name)
 	if !ok {
+		v = def
+	}
+	e.record(name, v)
+	return v
+}
+
+// secret reads a password; required ones have no safe default.
+func (e *env) secret(name string, required bool) string {
+	v, ok := e.lookup(name)
+	if !ok && required {
 		e.fail(name, "is required")
 	}
+	e.record(name, mask(v))
 	return v
 }
 
@@ -58,12 +89,33 @@ func (e *env) list(name, def string) []string {
 			out = append(out, part)
 		}
 	}
+	e.record(name, out)
+	return out
+}
+
+// urls reads a required comma-separated list of URLs with one of schemes,
+// each printed with its password masked.
+func (e *env) urls(name, example string, schemes ...string) []string {
+	var out, masked []string
+	v, _ := e.lookup(name)
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			e.checkURL(name, part, schemes...)
+			out = append(out, part)
+			masked = append(masked, maskURL(part))
+		}
+	}
+	if len(out) == 0 {
+		e.fail(name, "is required (%s)", example)
+	}
+	e.record(name, masked)
 	return out
 }
 
 func (e *env) integer(name string, def, lo, hi int) int {
 	v, ok := e.lookup(name)
 	if !ok {
+		e.record(name, def)
 		return def
 	}
 	n, err := strconv.Atoi(v)
@@ -75,6 +127,7 @@ func (e *env) integer(name string, def, lo, hi int) int {
 		e.fail(name, "%d is out of range [%d, %d]", n, lo, hi)
 		return def
 	}
+	e.record(name, n)
 	return n
 }
 
@@ -85,6 +138,7 @@ func (e *env) bytes(name string, def, lo, hi int64) int64 {
 func (e *env) duration(name string, def, lo, hi time.Duration) time.Duration {
 	v, ok := e.lookup(name)
 	if !ok {
+		e.record(name, def.String())
 		return def
 	}
 	d, err := time.ParseDuration(v)
@@ -96,12 +150,14 @@ func (e *env) duration(name string, def, lo, hi time.Duration) time.Duration {
 		e.fail(name, "%s is out of range [%s, %s]", d, lo, hi)
 		return def
 	}
+	e.record(name, d.String())
 	return d
 }
 
 func (e *env) boolean(name string, def bool) bool {
 	v, ok := e.lookup(name)
 	if !ok {
+		e.record(name, def)
 		return def
 	}
 	b, err := strconv.ParseBool(v)
@@ -109,6 +165,7 @@ func (e *env) boolean(name string, def bool) bool {
 		e.fail(name, "%q is not a boolean (true or false)", v)
 		return def
 	}
+	e.record(name, b)
 	return b
 }
 
@@ -131,9 +188,16 @@ func splitHostPort(addr string) (string, string, error) {
 	return addr[:i], addr[i+1:], nil
 }
 
-func (e *env) urlWithScheme(name, def string, schemes ...string) string {
-	v := e.str(name, def)
-	e.checkURL(name, v, schemes...)
+// url reads a required URL with one of schemes, printed with its password
+// masked.
+func (e *env) url(name, example string, schemes ...string) string {
+	v, ok := e.lookup(name)
+	if ok {
+		e.checkURL(name, v, schemes...)
+	} else {
+		e.fail(name, "is required (%s)", example)
+	}
+	e.record(name, maskURL(v))
 	return v
 }
 

@@ -1,23 +1,23 @@
-// Package consumer applies queued writes: it decodes deliveries, gathers
-// them into batches, writes each batch to the database in one statement,
-// updates the cache, and only then acknowledges. A message that can never
-// be applied is dead-lettered at once; a database or cache outage holds the
-// batch (no ack, no dead-lettering) and retries with backoff until it
-// succeeds or the process shuts down.
+// Package consumer applies queued writes: it gathers decoded messages into
+// batches, writes each batch to the database in one statement, updates the
+// cache, and only then settles the messages. A message that can never be
+// applied is dead-lettered; a database or cache outage holds the batch (no
+// ack, no dead-lettering) and retries with backoff until it succeeds or the
+// process shuts down.
 package consumer
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/kvfleet/kvfleet/internal/backoff"
 	"github.com/kvfleet/kvfleet/internal/kv"
 	"github.com/kvfleet/kvfleet/internal/queue"
 )
@@ -37,22 +37,25 @@ type Cache interface {
 
 // Config tunes a Consumer.
 type Config struct {
-	Limits kv.Limits
-	// BatchSize and BatchWait bound a batch: it is applied when it holds
-	// BatchSize messages or BatchWait after its first message arrived.
-	BatchSize int
-	BatchWait time.Duration
+	// BatchSize, BatchBytes and BatchWait bound a batch: it is applied when
+	// it holds BatchSize messages, when the next message would take its
+	// bodies over BatchBytes, or BatchWait after its first message arrived.
+	BatchSize  int
+	BatchBytes int
+	BatchWait  time.Duration
 	// DrainTimeout bounds the work on the in-flight batch after shutdown
 	// begins; what is not done by then goes back to the queue unacknowledged.
 	DrainTimeout time.Duration
 	// RetryMin and RetryMax bound the pause between attempts while the
 	// database or the cache is failing.
 	RetryMin, RetryMax time.Duration
-	// Transient tells an error worth retrying (the database is down) from
-	// one that will recur (the message cannot be stored).
-	Transient func(error) bool
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// RowError tells an error that belongs to one row of the batch (bad
+	// data, a violated constraint), which no retry will cure, from every
+	// other error (an outage, a timeout, a missing table or privilege),
+	// which is retried: only the former may dead-letter a write.
+	RowError func(error) bool
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Consumer is the queue handler that applies writes.
@@ -66,10 +69,14 @@ type Consumer struct {
 	batchSize prometheus.Histogram
 	batchDur  prometheus.Histogram
 	lag       prometheus.Histogram
+	splits    prometheus.Counter
 }
 
 // New returns a Consumer.
 func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consumer {
+	if cfg.BatchBytes <= 0 {
+		cfg.BatchBytes = int(^uint(0) >> 1)
+	}
 	f := promauto.With(reg)
 	return &Consumer{
 		cfg:   cfg,
@@ -95,42 +102,58 @@ func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consu
 			Help:    "Time from a write's acceptance at the API to its database commit.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16),
 		}),
+		splits: f.NewCounter(prometheus.CounterOpts{
+			Name: "kvfleet_consumer_batch_splits_total",
+			Help: "Upserts split in two, to isolate a refused write or because the whole batch kept timing out.",
+		}),
 	}
 }
 
-// Handle is a queue.Handler: it batches and applies deliveries until they
+// Handle is a queue.Handler: it batches and applies messages until they
 // stop or ctx ends, finishing the batch in hand either way. Once shutdown
-// has begun it starts no new batch: a later multiple ack would also cover
-// a batch it had to leave unacknowledged.
-func (c *Consumer) Handle(ctx context.Context, deliveries <-chan amqp.Delivery) error {
-	batch := make([]amqp.Delivery, 0, c.cfg.BatchSize)
+// has begun it starts no new batch: acknowledging a later batch would also
+// acknowledge one it had to leave unsettled.
+func (c *Consumer) Handle(ctx context.Context, messages <-chan queue.Message) error {
+	var (
+		batch []queue.Message
+		// carried is a message that did not fit in the previous batch.
+		carried *queue.Message
+	)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case d, ok := <-deliveries:
-			if !ok {
+	for ctx.Err() == nil {
+		if carried != nil {
+			batch = append(batch, *carried)
+			carried = nil
+		} else {
+			select {
+			case <-ctx.Done():
 				return nil
+			case m, ok := <-messages:
+				if !ok {
+					return nil
+				}
+				batch = append(batch, m)
 			}
-			batch = append(batch, d)
 		}
 		timer.Reset(c.cfg.BatchWait)
 		open := true
+		bytes := batch[0].Size
 	fill:
 		for len(batch) < c.cfg.BatchSize {
 			select {
-			case d, ok := <-deliveries:
+			case m, ok := <-messages:
 				if !ok {
 					open = false
 					break fill
 				}
-				batch = append(batch, d)
+				if bytes+m.Size > c.cfg.BatchBytes {
+					carried = &m
+					break fill
+				}
+				bytes += m.Size
+				batch = append(batch, m)
 			case <-timer.C:
 				break fill
 			case <-ctx.Done():
@@ -141,23 +164,20 @@ func (c *Consumer) Handle(ctx context.Context, deliveries <-chan amqp.Delivery) 
 		settled := c.process(ctx, batch)
 		clear(batch)
 		batch = batch[:0]
-		if !open || !settled {
+		if !settled || !open {
 			// An unsettled batch goes back to the queue when the channel
 			// closes; nothing after it may be acknowledged on this channel.
 			return nil
 		}
 	}
+	return nil
 }
 
-// pending is a decoded delivery waiting to be applied.
-type pending struct {
-	delivery amqp.Delivery
-	write    kv.Write
-}
-
-// process applies one batch and settles every message in it. It reports
-// false when shutdown cut it short and the batch is left unacknowledged.
-func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) bool {
+// process takes one batch through the pipeline: dead-letter what cannot be
+// decoded, reduce to the newest write per key, upsert, update the cache,
+// settle. It reports false when shutdown cut it short and the batch is left
+// unsettled.
+func (c *Consumer) process(ctx context.Context, batch []queue.Message) bool {
 	start := c.cfg.Now()
 	c.batchSize.Observe(float64(len(batch)))
 	defer func() { c.batchDur.Observe(c.cfg.Now().Sub(start).Seconds()) }()
@@ -167,66 +187,196 @@ func (c *Consumer) process(ctx context.Context, batch []amqp.Delivery) bool {
 	work, cancel := c.drainContext(ctx)
 	defer cancel()
 
-	msgs := make([]pending, 0, len(batch))
-	writes := make([]kv.Write, 0, len(batch))
-	for _, d := range batch {
-		w, err := queue.Decode(d.Body, c.cfg.Limits)
-		if err != nil {
-			c.deadLetter(d, err)
-			continue
-		}
-		msgs = append(msgs, pending{delivery: d, write: w})
-		writes = append(writes, w)
-	}
-	if len(msgs) == 0 {
+	batch = c.deadLetterUndecodable(batch)
+	if len(batch) == 0 {
 		return true
+	}
+	writes := make([]kv.Write, len(batch))
+	for i, m := range batch {
+		writes[i] = m.Write
 	}
 	newest := kv.Newest(writes)
-	rejected, err := c.apply(work, newest, msgs)
+	applied, refused, err := c.upsert(work, newest)
 	if err != nil {
-		// Shutdown came first: closing the channel returns the batch.
 		return false
 	}
-	c.countSupersededInBatch(msgs, newest, rejected)
-	// Everything else in the batch is done: acknowledge it with one
-	// multiple ack on the highest tag still outstanding (this loop handles
-	// deliveries in tag order, so no other batch's messages lie below it).
-	var last *amqp.Delivery
-	for i := range msgs {
-		if _, gone := rejected[msgs[i].delivery.DeliveryTag]; !gone {
-			last = &msgs[i].delivery
-		}
+	if err := c.updateCache(work, applied); err != nil {
+		return false
 	}
-	if last == nil {
-		return true
-	}
-	if err := last.Ack(true); err != nil {
-		c.log.Warn("acknowledgement failed; the batch will be redelivered and re-applied harmlessly",
-			"op", "consumer.ack", "err", err)
-	}
+	c.settle(batch, newest, refused)
 	return true
 }
 
-// countSupersededInBatch counts the messages that another message of the
-// same key in the same batch made unnecessary: a newer write or a second
-// delivery of the same one. apply counted the one message per key it used.
-func (c *Consumer) countSupersededInBatch(msgs []pending, newest []kv.Write, rejected map[uint64]struct{}) {
-	unclaimed := make(map[string]kv.Write, len(newest))
-	for _, w := range newest {
-		unclaimed[w.Key] = w
-	}
-	n := 0
-	for _, m := range msgs {
-		if _, gone := rejected[m.delivery.DeliveryTag]; gone {
+// deadLetterUndecodable dead-letters the messages that carry no write and
+// returns the others, in order.
+func (c *Consumer) deadLetterUndecodable(batch []queue.Message) []queue.Message {
+	decoded := batch[:0:0]
+	for _, m := range batch {
+		if m.Err != nil {
+			c.deadLetter(m, m.Err)
 			continue
 		}
-		if w, ok := unclaimed[m.write.Key]; ok && w.Version == m.write.Version {
-			delete(unclaimed, m.write.Key)
+		decoded = append(decoded, m)
+	}
+	return decoded
+}
+
+// upsert writes the newest writes to the store and returns those the store
+// applied and those it refused for good, by key. A group that fails with a
+// row error, or keeps timing out, is split in two and each half tried on
+// its own, so that one bad or oversized write cannot hold back the others
+// and is found in a logarithmic number of statements. It returns an error
+// only when the drain deadline ended the retries.
+func (c *Consumer) upsert(ctx context.Context, newest []kv.Write) (applied []kv.Write, refused map[string]error, err error) {
+	refused = make(map[string]error)
+	pending := [][]kv.Write{newest}
+	for len(pending) > 0 {
+		group := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		written, err := c.storeGroup(ctx, group)
+		switch {
+		case err == nil:
+			applied = append(applied, written...)
+			continue
+		case errors.Is(err, errRefused):
+			refused[group[0].Key] = err
+			continue
+		case !errors.Is(err, errSplit):
+			return nil, nil, err
+		}
+		c.splits.Inc()
+		half := len(group) / 2
+		// The second half goes on the stack first so that the first half,
+		// and so the batch's order, is tried first.
+		pending = append(pending, group[half:], group[:half])
+	}
+	return applied, refused, nil
+}
+
+var (
+	// errSplit marks a group that must be split: the store refused one of
+	// its rows, or the whole statement keeps timing out.
+	errSplit = errors.New("consumer: split the batch")
+	// errRefused marks the one write the store refused for good.
+	errRefused = errors.New("consumer: the database refused the write")
+)
+
+// timeoutsBeforeSplit is how many statement timeouts in a row make a group
+// of several writes split: one can be a slow moment of the database, two
+// suggest the statement is too big to ever finish.
+const timeoutsBeforeSplit = 2
+
+// storeGroup applies one group, retrying through outages, and returns the
+// writes the store applied (the others were superseded by newer rows).
+func (c *Consumer) storeGroup(ctx context.Context, group []kv.Write) ([]kv.Write, error) {
+	items := make([]kv.Item, len(group))
+	for i, w := range group {
+		items[i] = w.Item()
+	}
+	timeouts := 0
+	written, err := retry(c, ctx, "database", len(items), func() ([]bool, error) {
+		written, err := c.store.Apply(ctx, items)
+		switch {
+		case err == nil:
+			return written, nil
+		case c.cfg.RowError(err) && len(group) > 1:
+			return nil, backoff.Permanent(errSplit)
+		case c.cfg.RowError(err):
+			return nil, backoff.Permanent(fmt.Errorf("%w: %w", errRefused, err))
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && len(group) > 1:
+			if timeouts++; timeouts >= timeoutsBeforeSplit {
+				return nil, backoff.Permanent(errSplit)
+			}
+		}
+		return nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := c.cfg.Now()
+	applied := make([]kv.Write, 0, len(group))
+	for i, ok := range written {
+		if !ok {
+			c.messages.WithLabelValues("superseded").Inc()
 			continue
 		}
-		n++
+		applied = append(applied, group[i])
+		c.messages.WithLabelValues("applied").Inc()
+		c.lag.Observe(now.Sub(group[i].AcceptedAt).Seconds())
 	}
-	c.messages.WithLabelValues("superseded").Add(float64(n))
+	return applied, nil
+}
+
+// updateCache caches the applied writes, retrying through a cache outage.
+// The database already holds them, and retrying the update is harmless;
+// settling without it could leave a stale entry for a whole TTL.
+func (c *Consumer) updateCache(ctx context.Context, applied []kv.Write) error {
+	if len(applied) == 0 {
+		return nil
+	}
+	items := make([]kv.Item, len(applied))
+	for i, w := range applied {
+		items[i] = w.Item()
+	}
+	_, err := retry(c, ctx, "cache", len(items), func() (struct{}, error) {
+		return struct{}{}, c.cache.Update(ctx, items)
+	})
+	return err
+}
+
+// retry is the one place where the consumer retries: op runs until it
+// succeeds, returns a backoff.Permanent error, or ctx ends. Every extra
+// attempt counts each held message as retried.
+func retry[T any](c *Consumer, ctx context.Context, what string, held int, op backoff.Operation[T]) (T, error) {
+	pause := &backoff.ExponentialBackOff{
+		InitialInterval:     c.cfg.RetryMin,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         c.cfg.RetryMax,
+	}
+	return backoff.Retry(ctx, op,
+		backoff.WithBackOff(pause),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, next time.Duration) {
+			c.messages.WithLabelValues("retried").Add(float64(held))
+			c.log.Warn(what+" unavailable; holding the batch and retrying",
+				"op", "consumer.apply", "err", err, "messages", held, "retry_in", next)
+		}))
+}
+
+// settle dead-letters every message of a refused key (its older writes were
+// never applied either) and acknowledges the rest with one multiple ack on
+// the last of them: messages arrive in delivery order, so no other batch's
+// messages lie below it.
+func (c *Consumer) settle(batch []queue.Message, newest []kv.Write, refused map[string]error) {
+	var last *queue.Message
+	for i, m := range batch {
+		if err, ok := refused[m.Write.Key]; ok {
+			c.deadLetter(m, err)
+			continue
+		}
+		last = &batch[i]
+	}
+	// Every kept message but one per kept key was made unnecessary by
+	// another message of the batch: an older write of its key, or a repeated
+	// delivery of the same write. (The one per key was counted as applied
+	// or superseded by the store.)
+	kept := 0
+	if last != nil {
+		for _, m := range batch {
+			if _, ok := refused[m.Write.Key]; !ok {
+				kept++
+			}
+		}
+	}
+	c.messages.WithLabelValues("superseded").Add(float64(kept - (len(newest) - len(refused))))
+	if last == nil {
+		return
+	}
+	if err := last.AckThrough(); err != nil {
+		c.log.Warn("acknowledgement failed; the batch will be redelivered and re-applied harmlessly",
+			"op", "consumer.ack", "err", err)
+	}
 }
 
 // drainContext returns the context a batch is worked under: it outlives
@@ -251,117 +401,12 @@ func (c *Consumer) drainContext(ctx context.Context) (context.Context, context.C
 	}
 }
 
-// apply writes the newest write of each key to the store and the cache,
-// retrying through outages. A write the store refuses for good is isolated
-// and its messages dead-lettered; apply returns their delivery tags. It
-// returns an error only if the drain deadline ended the retries.
-func (c *Consumer) apply(ctx context.Context, writes []kv.Write, msgs []pending) (map[uint64]struct{}, error) {
-	items := make([]kv.Item, len(writes))
-	for i, w := range writes {
-		items[i] = w.Item()
-	}
-	applied, err := c.storeWithRetry(ctx, items)
-	switch {
-	case errors.Is(err, errPermanent) && len(writes) == 1:
-		return c.deadLetterWrite(msgs, writes[0], err), nil
-	case errors.Is(err, errPermanent):
-		// One bad write must not hold back the others: apply one by one.
-		rejected := make(map[uint64]struct{})
-		for i := range writes {
-			r, err := c.apply(ctx, writes[i:i+1], msgs)
-			if err != nil {
-				return nil, err
-			}
-			for tag := range r {
-				rejected[tag] = struct{}{}
-			}
-		}
-		return rejected, nil
-	case err != nil:
-		return nil, err
-	}
-
-	now := c.cfg.Now()
-	written := make([]kv.Item, 0, len(items))
-	for i, ok := range applied {
-		if !ok {
-			c.messages.WithLabelValues("superseded").Inc()
-			continue
-		}
-		written = append(written, items[i])
-		c.messages.WithLabelValues("applied").Inc()
-		c.lag.Observe(now.Sub(writes[i].AcceptedAt).Seconds())
-	}
-	if err := c.cacheWithRetry(ctx, written); err != nil {
-		return nil, err
-	}
-	return nil, nil
-}
-
-// errPermanent marks a store error that retrying will not cure.
-var errPermanent = errors.New("permanent store error")
-
-func (c *Consumer) storeWithRetry(ctx context.Context, items []kv.Item) ([]bool, error) {
-	pause := backoff.New(c.cfg.RetryMin, c.cfg.RetryMax)
-	for {
-		applied, err := c.store.Apply(ctx, items)
-		switch {
-		case err == nil:
-			return applied, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case !c.cfg.Transient(err):
-			return nil, errors.Join(errPermanent, err)
-		}
-		c.messages.WithLabelValues("retried").Add(float64(len(items)))
-		c.log.Warn("database unavailable; holding the batch and retrying", "op", "consumer.apply", "err", err, "items", len(items))
-		if err := pause.Wait(ctx); err != nil {
-			return nil, err
-		}
-	}
-}
-
-func (c *Consumer) cacheWithRetry(ctx context.Context, items []kv.Item) error {
-	pause := backoff.New(c.cfg.RetryMin, c.cfg.RetryMax)
-	for {
-		err := c.cache.Update(ctx, items)
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		}
-		// The database already holds these writes; retrying re-applies them
-		// harmlessly. Acknowledging without the cache update could leave a
-		// stale entry for a whole TTL.
-		c.messages.WithLabelValues("retried").Add(float64(len(items)))
-		c.log.Warn("cache unavailable; holding the batch and retrying", "op", "consumer.cache", "err", err, "items", len(items))
-		if err := pause.Wait(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-// deadLetter rejects an undecodable delivery without requeueing, which
-// routes it to the dead-letter exchange.
-func (c *Consumer) deadLetter(d amqp.Delivery, reason error) {
+// deadLetter rejects a message without requeueing, which routes it to the
+// dead-letter exchange.
+func (c *Consumer) deadLetter(m queue.Message, reason error) {
 	c.messages.WithLabelValues("dead_lettered").Inc()
-	c.log.Warn("message cannot be applied; dead-lettering it", "op", "consumer.decode", "msg_id", d.MessageId, "err", reason)
-	if err := d.Reject(false); err != nil {
-		c.log.Warn("reject failed; the message will be redelivered", "op", "consumer.reject", "msg_id", d.MessageId, "err", err)
+	c.log.Warn("message cannot be applied; dead-lettering it", "op", "consumer.dead_letter", "msg_id", m.ID, "err", reason)
+	if err := m.DeadLetter(); err != nil {
+		c.log.Warn("reject failed; the message will be redelivered", "op", "consumer.reject", "msg_id", m.ID, "err", err)
 	}
-}
-
-// deadLetterWrite dead-letters every message of the key whose newest write
-// the store refused (its older writes were never applied either) and
-// returns their delivery tags.
-func (c *Consumer) deadLetterWrite(msgs []pending, w kv.Write, reason error) map[uint64]struct{} {
-	rejected := make(map[uint64]struct{})
-	for _, m := range msgs {
-		if m.write.Key == w.Key {
-			c.deadLetter(m.delivery, reason)
-			rejected[m.delivery.DeliveryTag] = struct{}{}
-		}
-	}
-	return rejected
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvfleet/kvfleet/internal/consumer"
 	"github.com/kvfleet/kvfleet/internal/kv"
@@ -44,8 +43,8 @@ func (s settlement) String() string {
 	return fmt.Sprintf("%s(%d, multiple=%v, requeue=%v)", s.kind, s.tag, s.multiple, s.requeue)
 }
 
-// recorder is an amqp.Acknowledger that records every settlement and
-// reports it on events.
+// recorder is a queue.Settler that records every settlement and reports
+// it on events.
 type recorder struct {
 	mu     sync.Mutex
 	calls  []settlement
@@ -122,7 +121,7 @@ type harness struct {
 	acks     *recorder
 	consumer *consumer.Consumer
 
-	deliveries chan amqp.Delivery
+	deliveries chan queue.Message
 	nextTag    uint64
 	cancel     context.CancelFunc
 	done       chan error
@@ -154,17 +153,16 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		cache:      kvtest.NewMemoryCache(),
 		reg:        prometheus.NewRegistry(),
 		acks:       newRecorder(),
-		deliveries: make(chan amqp.Delivery, 1024),
+		deliveries: make(chan queue.Message, 1024),
 		done:       make(chan error, 1),
 	}
 	cfg := consumer.Config{
-		Limits:       testLimits,
 		BatchSize:    4,
 		BatchWait:    time.Hour,
 		DrainTimeout: 20 * time.Millisecond,
 		RetryMin:     time.Millisecond,
 		RetryMax:     5 * time.Millisecond,
-		Transient:    func(err error) bool { return errors.Is(err, kvtest.ErrDown) },
+		RowError:     func(err error) bool { return errors.Is(err, errRefused) },
 		Now:          func() time.Time { return appliedAt },
 		Logger:       slog.New(slog.DiscardHandler),
 	}
@@ -190,12 +188,7 @@ func (h *harness) send(t *testing.T, msgs ...message) {
 			}
 			id = m.write.Version.String()
 		}
-		h.deliveries <- amqp.Delivery{
-			Acknowledger: h.acks,
-			DeliveryTag:  h.nextTag,
-			MessageId:    id,
-			Body:         body,
-		}
+		h.deliveries <- queue.NewMessage(body, id, h.nextTag, h.acks, testLimits)
 	}
 }
 

@@ -45,7 +45,7 @@ type errorBody struct {
 const retryAfterSeconds = "1"
 
 // handleErrors is the one place that turns an error into a response and
-// logs it. Handlers only call c.Error. Messages of unknown errors never
+// logs it. Handlers return their errors (see handle). Messages of unknown errors never
 // reach the client.
 func handleErrors(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {

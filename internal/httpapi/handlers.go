@@ -36,62 +36,67 @@ type queuedResponse struct {
 	Version    string `json:"version"`
 }
 
+// handle adapts a handler that returns its error to Gin: the error goes to
+// handleErrors, the one place that answers and logs it.
+func handle(f func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := f(c); err != nil {
+			_ = c.Error(err)
+		}
+	}
+}
+
 type handlers struct {
 	kv           KV
 	maxBodyBytes int64
 }
 
-func (h *handlers) get(c *gin.Context) {
+func (h *handlers) get(c *gin.Context) error {
 	key, err := queryKey(c.Request)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	item, source, err := h.kv.Get(c.Request.Context(), key)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	v := item.Version.String()
 	setETag(c, v)
 	c.JSON(http.StatusOK, getResponse{KeyName: item.Key, Value: item.Value, Source: source, Version: v})
+	return nil
 }
 
-func (h *handlers) put(c *gin.Context) {
+func (h *handlers) put(c *gin.Context) error {
 	if err := checkContentType(c.GetHeader("Content-Type")); err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	body, err := h.readBody(c)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	req, err := decodePut(body)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	v, err := h.kv.Put(c.Request.Context(), req.Key, req.Value)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	h.queued(c, "Queued to add_key", req.Key, v)
+	return nil
 }
 
-func (h *handlers) delete(c *gin.Context) {
+func (h *handlers) delete(c *gin.Context) error {
 	key, err := queryKey(c.Request)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	v, err := h.kv.Delete(c.Request.Context(), key)
 	if err != nil {
-		_ = c.Error(err)
-		return
+		return err
 	}
 	h.queued(c, "Queued to del_key", key, v)
+	return nil
 }
 
 func (h *handlers) queued(c *gin.Context, message, key string, v version.Version) {

@@ -51,13 +51,13 @@ func New(cfg Config) http.Handler {
 		recoverPanics(cfg.Logger),
 		handleErrors(cfg.Logger),
 	)
-	r.NoMethod(func(c *gin.Context) { _ = c.Error(errMethodNotAllowed) })
-	r.NoRoute(func(c *gin.Context) { _ = c.Error(errNoRoute) })
+	r.NoMethod(handle(func(*gin.Context) error { return errMethodNotAllowed }))
+	r.NoRoute(handle(func(*gin.Context) error { return errNoRoute }))
 
 	h := &handlers{kv: cfg.KV, maxBodyBytes: cfg.MaxBodyBytes}
-	r.GET("/", h.get)
-	r.PUT("/", h.put)
-	r.DELETE("/", h.delete)
+	r.GET("/", handle(h.get))
+	r.PUT("/", handle(h.put))
+	r.DELETE("/", handle(h.delete))
 
 	hc := &health{cache: cfg.Cache, store: cfg.Store, broker: cfg.Broker,
 		readiness: cfg.Readiness, timeout: cfg.HealthTimeout, now: cfg.Now}

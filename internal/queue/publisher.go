@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/kvfleet/kvfleet/internal/backoff"
 	"github.com/kvfleet/kvfleet/internal/kv"
 )
 
@@ -28,8 +27,8 @@ var (
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
-	Dialer   *Dialer
-	Topology Topology
+	Connection *Connection
+	Topology   Topology
 	// Channels is the number of confirm-mode channels shared by all
 	// concurrent publishes. Each channel pipelines many outstanding
 	// messages; more than one spreads the work of the client library.
@@ -55,7 +54,6 @@ type Publisher struct {
 	published  *prometheus.CounterVec
 	confirmDur prometheus.Histogram
 	inFlight   prometheus.Gauge
-	connected  prometheus.Gauge
 }
 
 // NewPublisher returns a Publisher; Run connects it.
@@ -79,10 +77,6 @@ func NewPublisher(cfg PublisherConfig, reg prometheus.Registerer) *Publisher {
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "kvfleet_publish_in_flight",
 			Help: "Publishes waiting for the broker's confirm.",
-		}),
-		connected: f.NewGauge(prometheus.GaugeOpts{
-			Name: "kvfleet_broker_connected",
-			Help: "1 while the process holds a working broker connection.",
 		}),
 	}
 }
@@ -135,106 +129,85 @@ func (p *Publisher) Publish(ctx context.Context, w kv.Write) error {
 	return nil
 }
 
-// Run keeps the publisher connected until ctx ends: it dials, declares the
-// topology, opens the confirm channels, and when the connection or a
-// channel is lost, does it all again with backoff. Publishes fail fast with
-// ErrNotConnected while there is no connection.
-func (p *Publisher) Run(ctx context.Context) error {
-	pause := backoff.New(100*time.Millisecond, 10*time.Second)
-	for {
-		sess, err := p.connect(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.log.Warn("broker connection failed; retrying", "op", "publisher.connect", "err", err)
-			if pause.Wait(ctx) != nil {
-				return nil
-			}
-			continue
-		}
-		pause.Reset()
-		p.blocked.Store(false)
-		p.session.Store(sess)
-		p.connected.Set(1)
-		p.log.Info("broker connected", "op", "publisher.connect")
+// Run keeps the publisher connected until ctx ends: on every connection
+// it declares the topology and opens the confirm channels. Publishes fail
+// fast with ErrNotConnected while there is no connection.
+func (p *Publisher) Run(ctx context.Context) {
+	p.cfg.Connection.Supervise(ctx, p.serve)
+}
 
-		var lost error
-		select {
-		case <-ctx.Done():
-		case lost = <-sess.lost:
-		}
-		p.session.Store(nil)
-		p.connected.Set(0)
-		sess.close()
-		if ctx.Err() != nil {
-			return nil
-		}
-		p.log.Warn("broker connection lost; reconnecting", "op", "publisher.run", "err", lost)
+// serve publishes over conn until it or one of its channels is lost.
+func (p *Publisher) serve(ctx context.Context, conn *amqp.Connection, ready func()) error {
+	sess := &publishSession{lost: make(chan error, 1)}
+	// Closing the connection ends the watchers, and releases the publishes
+	// still waiting for a confirm with an error.
+	defer func() {
+		_ = conn.Close()
+		sess.watches.Wait()
+	}()
+	if err := p.open(conn, sess); err != nil {
+		return err
+	}
+	p.blocked.Store(false)
+	p.session.Store(sess)
+	defer p.session.Store(nil)
+	ready()
+	select {
+	case <-ctx.Done():
+		return nil
+	case lost := <-sess.lost:
+		return lost
 	}
 }
 
-// publishSession is one connection and its confirm channels.
+// publishSession is one connection's confirm channels.
 type publishSession struct {
-	conn     *amqp.Connection
 	channels []*confirmChannel
 	// lost receives the first reason the connection or a channel closed.
 	lost    chan error
 	watches sync.WaitGroup
 }
 
-func (p *Publisher) connect(ctx context.Context) (*publishSession, error) {
-	conn, err := p.cfg.Dialer.Dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sess := &publishSession{conn: conn, lost: make(chan error, 1)}
-	fail := func(err error) (*publishSession, error) {
-		sess.close()
-		return nil, err
-	}
+// open declares the topology and opens sess's confirm channels on conn,
+// with watchers that report the connection's loss and blocking.
+func (p *Publisher) open(conn *amqp.Connection, sess *publishSession) error {
 	sess.watch(conn.NotifyClose(make(chan *amqp.Error, 1)))
 	blocking := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
-	sess.watches.Add(1)
-	go func() {
-		defer sess.watches.Done()
+	sess.watches.Go(func() {
 		for b := range blocking {
 			p.blocked.Store(b.Active)
 			if b.Active {
 				p.log.Warn("broker is blocking publishers", "op", "publisher.blocked", "reason", b.Reason)
 			}
 		}
-	}()
+	})
 
 	setup, err := conn.Channel()
 	if err != nil {
-		return fail(fmt.Errorf("queue: open channel: %w", err))
+		return fmt.Errorf("queue: open channel: %w", err)
 	}
 	if err := p.cfg.Topology.Declare(setup); err != nil {
-		return fail(err)
+		return err
 	}
 	_ = setup.Close()
 
 	for range p.cfg.Channels {
 		ch, err := conn.Channel()
 		if err != nil {
-			return fail(fmt.Errorf("queue: open channel: %w", err))
+			return fmt.Errorf("queue: open channel: %w", err)
 		}
 		if err := ch.Confirm(false); err != nil {
-			return fail(fmt.Errorf("queue: confirm mode: %w", err))
+			return fmt.Errorf("queue: confirm mode: %w", err)
 		}
-		cc := newConfirmChannel(ch)
 		sess.watch(ch.NotifyClose(make(chan *amqp.Error, 1)))
-		sess.channels = append(sess.channels, cc)
+		sess.channels = append(sess.channels, newConfirmChannel(ch))
 	}
-	return sess, nil
+	return nil
 }
 
 // watch forwards the first close notification to sess.lost.
 func (s *publishSession) watch(closed chan *amqp.Error) {
-	s.watches.Add(1)
-	go func() {
-		defer s.watches.Done()
+	s.watches.Go(func() {
 		if err, ok := <-closed; ok {
 			select {
 			case s.lost <- fmt.Errorf("%w", err):
@@ -243,15 +216,7 @@ func (s *publishSession) watch(closed chan *amqp.Error) {
 		}
 		for range closed {
 		}
-	}()
-}
-
-// close closes the connection, which closes every notification channel
-// and so ends every watcher, and waits for them. Publishes still waiting
-// for a confirm on this connection are released with a negative answer.
-func (s *publishSession) close() {
-	_ = s.conn.Close()
-	s.watches.Wait()
+	})
 }
 
 // confirmChannel is a confirm-mode channel plus the bookkeeping that turns

@@ -26,13 +26,14 @@ func topology() queue.Topology {
 
 func startPublisher(t *testing.T, url string) *queue.Publisher {
 	t.Helper()
+	reg := prometheus.NewRegistry()
+	conn := queue.NewConnection(&queue.Dialer{URLs: []string{url}, Timeout: 2 * time.Second, Heartbeat: 5 * time.Second, WriteTimeout: 2 * time.Second}, quiet, reg)
 	p := queue.NewPublisher(queue.PublisherConfig{
-		Dialer:   &queue.Dialer{URLs: []string{url}, Timeout: 2 * time.Second, Heartbeat: 5 * time.Second},
-		Topology: topology(), Channels: 2, Timeout: 3 * time.Second, Logger: quiet,
-	}, prometheus.NewRegistry())
+		Connection: conn, Topology: topology(), Channels: 2, Timeout: 3 * time.Second, Logger: quiet,
+	}, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = p.Run(ctx) })
+	wg.Go(func() { p.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	waitFor(t, "publisher to connect", p.Connected)
 	return p
@@ -99,30 +100,29 @@ func TestRabbitMQ(t *testing.T) {
 
 	t.Run("subscriber receives every confirmed write", func(t *testing.T) {
 		sub := queue.NewSubscriber(queue.SubscriberConfig{
-			Dialer:   &queue.Dialer{URLs: []string{rmq.URL}, Timeout: 2 * time.Second},
-			Topology: topology(), Prefetch: 50, Logger: quiet,
-		}, prometheus.NewRegistry())
+			Connection: queue.NewConnection(&queue.Dialer{URLs: []string{rmq.URL}, Timeout: 2 * time.Second}, quiet, prometheus.NewRegistry()),
+			Topology:   topology(), Prefetch: 50, Limits: kv.DefaultLimits, Logger: quiet,
+		})
 		subCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		seen := make(map[string]bool)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_ = sub.Run(subCtx, func(ctx context.Context, deliveries <-chan amqp.Delivery) error {
+			sub.Run(subCtx, func(ctx context.Context, messages <-chan queue.Message) error {
 				for {
 					select {
 					case <-ctx.Done():
 						return nil
-					case d, ok := <-deliveries:
+					case m, ok := <-messages:
 						if !ok {
 							return nil
 						}
-						w, err := queue.Decode(d.Body, kv.DefaultLimits)
-						if err != nil {
-							return err
+						if m.Err != nil {
+							return m.Err
 						}
-						seen[w.Version.String()] = true
-						_ = d.Ack(false)
+						seen[m.Write.Version.String()] = true
+						_ = m.AckThrough()
 						if len(seen) == 200 {
 							cancel()
 						}

@@ -1,35 +1,32 @@
 package store
 
 import (
-	"context"
 	"errors"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Transient reports whether an error may go away if the same statement is
-// tried again later: a serialization failure (40001), a deadlock, a commit
-// whose outcome is unknown (CockroachDB's 40003), the server shutting down
-// or refusing connections, a lost connection or a timeout. Because every
-// write is a conditional upsert, retrying one whose first attempt did in
-// fact commit is harmless. Anything else (bad data, a missing table) will
-// fail the same way every time.
-func Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
-	}
+// RowError reports whether err is the database refusing a row for what it
+// holds: a data exception (SQLSTATE class 22: a value out of range, bad
+// encoding), an integrity violation (23) or a program limit a row exceeds
+// (54: an index entry too large). Such a write will fail the same way
+// every time, and only such a write may be dead-lettered.
+//
+// Every other error is retried, however permanent it looks: a lost
+// connection, a timeout, a serialization failure, but also a wrong password
+// after a rotation, a missing table after a volume was recreated, a
+// read-only database after a failover or CockroachDB's internal XX000. They
+// belong to the database, not to the write, and an operator can fix them;
+// dead-lettering every write while they last would lose acknowledged data
+// from the system of record.
+func RowError(err error) bool {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "08", // connection exception
-			"40", // transaction rollback: 40001 serialization, 40P01 deadlock, 40003 ambiguous
-			"53", // insufficient resources
-			"57", // operator intervention: shutdown, cannot connect now
-			"58": // system error
-			return true
-		}
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
 		return false
 	}
-	// Not a server-reported error: the network, the pool or a deadline.
-	return true
+	switch pgErr.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }

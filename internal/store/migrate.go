@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/kvfleet/kvfleet/internal/backoff"
 )
 
 //go:embed migrations/*.sql
@@ -47,11 +46,39 @@ func loadMigrations() ([]migration, error) {
 	return out, nil
 }
 
-// Migrate brings the schema up to date. Every statement in a migration is
-// idempotent (IF NOT EXISTS), so several processes may run Migrate at the
-// same time, and a process killed half-way leaves nothing that a rerun
-// cannot finish. It avoids advisory locks, which CockroachDB does not honour.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// Migrate brings the database schema up to date, retrying the whole set with backoff
+// for up to wait while it fails: in a fleet the database (or its user) may
+// still be coming up, and two processes creating the same table at once can
+// make one of them fail even with IF NOT EXISTS (PostgreSQL reports a
+// duplicate catalog row), which the next attempt finds done. onRetry, if
+// set, hears each failure before the pause.
+//
+// Every statement in a migration is idempotent, so several processes may
+// migrate at the same time, and a process killed half-way leaves nothing
+// that a rerun cannot finish. It avoids advisory locks, which CockroachDB
+// does not honour.
+func (s *Store) Migrate(ctx context.Context, wait time.Duration, onRetry func(error)) error {
+	pause := &backoff.ExponentialBackOff{
+		InitialInterval:     100 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         5 * time.Second,
+	}
+	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, migrateOnce(ctx, s.pool) },
+		backoff.WithBackOff(pause),
+		backoff.WithMaxElapsedTime(wait),
+		backoff.WithNotify(func(err error, _ time.Duration) {
+			if onRetry != nil {
+				onRetry(err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("store: schema not migrated within %s: %w", wait, err)
+	}
+	return nil
+}
+
+func migrateOnce(ctx context.Context, pool *pgxpool.Pool) error {
 	migrations, err := loadMigrations()
 	if err != nil {
 		return fmt.Errorf("store: load migrations: %w", err)
@@ -60,7 +87,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		id INT NOT NULL PRIMARY KEY,
 		name TEXT NOT NULL,
 		applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`
-	if err := execRetrying(ctx, pool, ledger); err != nil {
+	if _, err := pool.Exec(ctx, ledger); err != nil {
 		return fmt.Errorf("store: create migration ledger: %w", err)
 	}
 	for _, m := range migrations {
@@ -74,7 +101,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			continue
 		}
 		for _, stmt := range statements(m.sql) {
-			if err := execRetrying(ctx, pool, stmt); err != nil {
+			if _, err := pool.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("store: migration %s: %w", m.name, err)
 			}
 		}
@@ -86,25 +113,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 	}
 	return nil
-}
-
-// execRetrying runs one DDL statement, retrying a few times: two processes
-// creating the same table at once can make one of them fail even with IF
-// NOT EXISTS (PostgreSQL reports a duplicate catalog row), and the retry
-// then finds the table there.
-func execRetrying(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
-	var err error
-	for attempt := range 5 {
-		if _, err = pool.Exec(ctx, stmt); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
-		}
-	}
-	return err
 }
 
 // statements splits a migration file on semicolons at line ends, dropping
@@ -128,23 +136,4 @@ func statements(sql string) []string {
 		out = append(out, s)
 	}
 	return out
-}
-
-// MigrateWaiting runs Migrate, retrying with backoff for up to wait while it
-// fails, for a fleet in which the database (or its user) may still be
-// coming up. onRetry hears each failure before the pause.
-func MigrateWaiting(ctx context.Context, pool *pgxpool.Pool, wait time.Duration, onRetry func(error)) error {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	pause := backoff.New(200*time.Millisecond, 5*time.Second)
-	for {
-		err := Migrate(ctx, pool)
-		if err == nil {
-			return nil
-		}
-		onRetry(err)
-		if pause.Wait(ctx) != nil {
-			return fmt.Errorf("store: database not ready after %s: %w", wait, err)
-		}
-	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/kvfleet/kvfleet/internal/backoff"
 	"github.com/kvfleet/kvfleet/internal/kv"
 	"github.com/kvfleet/kvfleet/internal/version"
 )
@@ -65,28 +64,21 @@ func OpenPool(ctx context.Context, cfg PoolConfig) (*pgxpool.Pool, error) {
 type Options struct {
 	// QueryTimeout bounds each statement.
 	QueryTimeout time.Duration
-	// Attempts is how many times Apply tries a batch when the error is
-	// transient (serialization failure, lost connection, ambiguous commit)
-	// before it returns the error to the caller.
-	Attempts int
-	// Backoff is the first pause between attempts; it doubles, with jitter.
-	Backoff time.Duration
 }
 
-// Store implements kv.Store and the consumer's write side.
+// Store implements kv.Store and the consumer's write side. It runs each
+// statement once: the caller decides whether to try again (the consumer
+// retries every error that RowError does not blame on the data; a reader
+// answers 503 and lets its client retry).
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
 
 	duration *prometheus.HistogramVec
-	retries  *prometheus.CounterVec
 }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, opts Options, reg prometheus.Registerer) *Store {
-	if opts.Attempts < 1 {
-		opts.Attempts = 1
-	}
 	f := promauto.With(reg)
 	return &Store{
 		pool: pool,
@@ -96,10 +88,6 @@ func New(pool *pgxpool.Pool, opts Options, reg prometheus.Registerer) *Store {
 			Help:    "Latency of database statements by operation and result.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"op", "result"}),
-		retries: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "kvfleet_db_retries_total",
-			Help: "Statements retried after a transient error, by operation.",
-		}, []string{"op"}),
 	}
 }
 
@@ -131,16 +119,15 @@ func (s *Store) Get(ctx context.Context, key string) (kv.Item, error) {
 // one statement, and reports for each item whether it was written. An item
 // whose version equals the stored one is written again (the same bytes), so
 // a redelivered write still counts as applied and its cache update is
-// repeated. Keys must be distinct (see kv.Newest). Transient errors are
-// retried up to Options.Attempts; the error returned after that says, through
-// Transient, whether trying again later may succeed.
+// repeated. Keys must be distinct (see kv.Newest). Retrying an Apply whose
+// outcome is unknown (a lost connection during the commit) is harmless.
 func (s *Store) Apply(ctx context.Context, items []kv.Item) ([]bool, error) {
 	if len(items) == 0 {
 		return nil, nil
 	}
 	query, args := upsertStatement(items)
 	written := make(map[string]bool, len(items))
-	err := s.retrying(ctx, "apply", func(ctx context.Context) error {
+	err := s.timed(ctx, "apply", func(ctx context.Context) error {
 		clear(written)
 		rows, err := s.pool.Query(ctx, query, args...)
 		if err != nil {
@@ -197,7 +184,7 @@ func upsertStatement(items []kv.Item) (string, []any) {
 // are left alone by the repeated condition in the outer statement.
 func (s *Store) PurgeTombstones(ctx context.Context, before version.Version, limit int) (int64, error) {
 	var n int64
-	err := s.retrying(ctx, "purge", func(ctx context.Context) error {
+	err := s.timed(ctx, "purge", func(ctx context.Context) error {
 		tag, err := s.pool.Exec(ctx, `DELETE FROM kv_items WHERE deleted AND version < $1 AND key IN (
 			SELECT key FROM kv_items WHERE deleted AND version < $1 LIMIT $2)`, before.Bytes(), limit)
 		n = tag.RowsAffected()
@@ -234,19 +221,4 @@ func (s *Store) timed(ctx context.Context, op string, f func(context.Context) er
 	}
 	s.duration.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
 	return err
-}
-
-// retrying runs f until it succeeds, fails for good, or the attempts run out.
-func (s *Store) retrying(ctx context.Context, op string, f func(context.Context) error) error {
-	pause := backoff.New(s.opts.Backoff, 2*time.Second)
-	for attempt := 1; ; attempt++ {
-		err := s.timed(ctx, op, f)
-		if err == nil || !Transient(err) || attempt >= s.opts.Attempts || ctx.Err() != nil {
-			return err
-		}
-		s.retries.WithLabelValues(op).Inc()
-		if werr := pause.Wait(ctx); werr != nil {
-			return err
-		}
-	}
 }

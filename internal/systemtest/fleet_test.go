@@ -77,20 +77,21 @@ func startFleet(t *testing.T) *fleet {
 	log := logger()
 
 	f.pool = f.openPool(t)
-	if err := store.Migrate(ctx, f.pool); err != nil {
+	f.store = store.New(f.pool, store.Options{QueryTimeout: 5 * time.Second}, prometheus.NewRegistry())
+	if err := f.store.Migrate(ctx, 30*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
-	f.store = store.New(f.pool, store.Options{QueryTimeout: 5 * time.Second, Attempts: 2, Backoff: 20 * time.Millisecond}, prometheus.NewRegistry())
 	f.cache = f.newCache(t, prometheus.NewRegistry())
 
 	// The API.
 	apiReg := prometheus.NewRegistry()
 	apiCache := f.newCache(t, apiReg)
-	apiStore := store.New(f.openPool(t), store.Options{QueryTimeout: 5 * time.Second, Attempts: 2, Backoff: 20 * time.Millisecond}, apiReg)
+	apiStore := store.New(f.openPool(t), store.Options{QueryTimeout: 5 * time.Second}, apiReg)
 	f.publisher = queue.NewPublisher(queue.PublisherConfig{
-		Dialer: f.dialer("test-api"), Topology: f.topology, Channels: 4, Timeout: 5 * time.Second, Logger: log,
+		Connection: queue.NewConnection(f.dialer("test-api"), log, apiReg),
+		Topology:   f.topology, Channels: 4, Timeout: 5 * time.Second, Logger: log,
 	}, apiReg)
-	running.Go(func() { _ = f.publisher.Run(ctx) })
+	running.Go(func() { f.publisher.Run(ctx) })
 	f.clock = version.NewClock(1, time.Now)
 	service := kv.NewService(kv.ServiceConfig{
 		Limits: kv.DefaultLimits, Clock: f.clock, Cache: apiCache, Store: apiStore, Publisher: f.publisher,
@@ -109,15 +110,16 @@ func startFleet(t *testing.T) *fleet {
 	for i := range 2 {
 		reg := prometheus.WrapRegistererWith(prometheus.Labels{"consumer": fmt.Sprint(i)}, f.consumed)
 		c := consumer.New(consumer.Config{
-			Limits: kv.DefaultLimits, BatchSize: 16, BatchWait: 5 * time.Millisecond, DrainTimeout: 2 * time.Second,
-			RetryMin: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond, Transient: store.Transient,
+			BatchSize: 16, BatchBytes: 4 << 20, BatchWait: 5 * time.Millisecond, DrainTimeout: 2 * time.Second,
+			RetryMin: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond, RowError: store.RowError,
 			Now: time.Now, Logger: log,
-		}, store.New(f.openPool(t), store.Options{QueryTimeout: 5 * time.Second, Attempts: 2, Backoff: 20 * time.Millisecond}, reg),
+		}, store.New(f.openPool(t), store.Options{QueryTimeout: 5 * time.Second}, reg),
 			f.newCache(t, reg), reg)
 		sub := queue.NewSubscriber(queue.SubscriberConfig{
-			Dialer: f.dialer(fmt.Sprintf("test-consumer-%d", i)), Topology: f.topology, Prefetch: 64, Logger: log,
-		}, reg)
-		running.Go(func() { _ = sub.Run(ctx, c.Handle) })
+			Connection: queue.NewConnection(f.dialer(fmt.Sprintf("test-consumer-%d", i)), log, reg),
+			Topology:   f.topology, Prefetch: 64, Limits: kv.DefaultLimits, Logger: log,
+		})
+		running.Go(func() { sub.Run(ctx, c.Handle) })
 	}
 	f.eventually(t, 60*time.Second, "the publisher to connect", func() error {
 		if !f.publisher.Connected() {

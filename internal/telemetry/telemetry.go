@@ -68,14 +68,22 @@ func writeStatus(w http.ResponseWriter, code int, status string) {
 	fmt.Fprintf(w, "{\"status\":%q}\n", status)
 }
 
-// Listen binds srv's address now, so that a port conflict fails start-up
-// instead of surfacing later in a goroutine.
-func Listen(srv *http.Server) (net.Listener, error) {
-	ln, err := net.Listen("tcp", srv.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", srv.Addr, err)
+// Listen binds the servers' addresses now, so that a port conflict fails
+// start-up instead of surfacing later in a goroutine. On error it closes
+// the listeners it opened.
+func Listen(servers ...*http.Server) ([]net.Listener, error) {
+	lns := make([]net.Listener, 0, len(servers))
+	for _, srv := range servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			for _, open := range lns {
+				_ = open.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", srv.Addr, err)
+		}
+		lns = append(lns, ln)
 	}
-	return ln, nil
+	return lns, nil
 }
 
 // Serve runs srv on ln until ctx ends, then shuts it down gracefully within
