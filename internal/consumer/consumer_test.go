@@ -141,6 +141,11 @@ func withDrainTimeout(d time.Duration) harnessOption {
 	return func(c *consumer.Config, _ *consumer.Store) { c.DrainTimeout = d }
 }
 
+// withBatchBytes bounds the bodies in one batch.
+func withBatchBytes(n int) harnessOption {
+	return func(c *consumer.Config, _ *consumer.Store) { c.BatchBytes = n }
+}
+
 // withStore wraps the memory store.
 func withStore(wrap func(*kvtest.MemoryStore) consumer.Store) harnessOption {
 	return func(_ *consumer.Config, s *consumer.Store) { *s = wrap((*s).(*kvtest.MemoryStore)) }
@@ -776,5 +781,114 @@ func TestSupersededByStoreIsNotApplied(t *testing.T) {
 	}
 	if got := h.acks.settlements(); !reflect.DeepEqual(got, []settlement{{kind: "ack", tag: 2, multiple: true}}) {
 		t.Errorf("settlements = %v, want one multiple ack on tag 2", got)
+	}
+}
+
+// failingStore fails every Apply with err until healed, counting attempts.
+type failingStore struct {
+	*kvtest.MemoryStore
+	mu       sync.Mutex
+	err      error
+	attempts int
+}
+
+func (s *failingStore) Apply(ctx context.Context, items []kv.Item) ([]bool, error) {
+	s.mu.Lock()
+	s.attempts++
+	err := s.err
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return s.MemoryStore.Apply(ctx, items)
+}
+
+func (s *failingStore) heal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = nil
+}
+
+func (s *failingStore) tries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts
+}
+
+// Errors that belong to the database rather than to a row (a wrong
+// password after a rotation, a missing table, a read-only database) must
+// hold the batch, not dead-letter acknowledged writes.
+func TestDatabaseErrorsThatLookPermanentAreRetried(t *testing.T) {
+	for _, cause := range []string{"password authentication failed (28P01)", "relation kv_items does not exist (42P01)", "read-only transaction (25006)", "internal error (XX000)"} {
+		t.Run(cause, func(t *testing.T) {
+			fs := &failingStore{err: errors.New(cause)}
+			h := newHarness(t, withStore(func(s *kvtest.MemoryStore) consumer.Store { fs.MemoryStore = s; return fs }))
+			msgs := []message{put("a", "1", 1), put("b", "1", 2), del("a", 3), put("c", "1", 4)}
+			h.send(t, msgs...)
+			h.start(t)
+			eventually(t, "several attempts", func() bool { return fs.tries() >= 3 })
+			if got := h.acks.settlements(); len(got) != 0 {
+				t.Fatalf("settled %v while the database refused every statement", got)
+			}
+			fs.heal()
+			close(h.deliveries)
+			h.wait(t)
+			h.checkState(t, newestState(msgs))
+			if got := h.acks.of("reject"); len(got) != 0 {
+				t.Errorf("dead-lettered %v; a database error is not the write's fault", got)
+			}
+		})
+	}
+}
+
+// A batch is cut before its bodies pass BatchBytes, so that large values
+// do not make one statement too big to finish.
+func TestBatchesAreCutByBytes(t *testing.T) {
+	var msgs []message
+	for i := range 6 {
+		msgs = append(msgs, put(fmt.Sprintf("k%d", i), strings.Repeat("v", 40), uint64(i+1)))
+	}
+	body, err := queue.Encode(msgs[0].write) // all six bodies have this size
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, withBatchBytes(2*len(body)+len(body)/2))
+	h.run(t, msgs...)
+	var acked []uint64
+	for _, s := range h.acks.of("ack") {
+		acked = append(acked, s.tag)
+	}
+	if want := []uint64{2, 4, 6}; !slices.Equal(acked, want) {
+		t.Errorf("acked tags %v, want %v (two messages fit in a batch, three do not)", acked, want)
+	}
+	h.checkState(t, newestState(msgs))
+}
+
+// timingOutStore times out every statement with more than max rows, as a
+// database does with a statement too big for its timeout.
+type timingOutStore struct {
+	*kvtest.MemoryStore
+	max int
+}
+
+func (s timingOutStore) Apply(ctx context.Context, items []kv.Item) ([]bool, error) {
+	if len(items) > s.max {
+		return nil, fmt.Errorf("store: apply %d items: %w", len(items), context.DeadlineExceeded)
+	}
+	return s.MemoryStore.Apply(ctx, items)
+}
+
+// A batch whose statement keeps timing out is split until it fits, rather
+// than retried forever and wedging every consumer in turn.
+func TestBatchThatKeepsTimingOutIsSplit(t *testing.T) {
+	h := newHarness(t, withStore(func(s *kvtest.MemoryStore) consumer.Store { return timingOutStore{s, 1} }))
+	msgs := []message{put("a", "1", 1), put("b", "1", 2), put("c", "1", 3), put("d", "1", 4)}
+	h.run(t, msgs...)
+	h.checkState(t, newestState(msgs))
+	if got := h.acks.settlements(); !reflect.DeepEqual(got, []settlement{{kind: "ack", tag: 4, multiple: true}}) {
+		t.Errorf("settlements = %v, want one multiple ack on tag 4", got)
+	}
+	if got := h.messages(t, "applied"); got != 4 {
+		t.Errorf("applied = %v, want 4", got)
 	}
 }
