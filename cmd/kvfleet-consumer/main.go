@@ -69,12 +69,14 @@ func run(ctx context.Context, args []string) error {
 		log.Info("schema is up to date")
 	}
 	applier := consumer.New(consumer.Config{BatchSize: cfg.BatchSize, BatchBytes: cfg.BatchBytes, BatchWait: cfg.BatchWait,
-		DrainTimeout: cfg.DrainTimeout, RetryMin: 50 * time.Millisecond, RetryMax: cfg.RetryMax,
-		RowError: store.RowError, Now: time.Now, Logger: log}, deps.Store, deps.Cache, reg)
+		DrainTimeout: cfg.DrainTimeout, RetryMin: 50 * time.Millisecond, RetryMax: cfg.RetryMax, RowError: store.RowError,
+		TombstoneRetention: cfg.TombstoneRetention, MaxClockSkew: cfg.MaxClockSkew, Now: time.Now, Logger: log}, deps.Store, deps.Cache, reg)
 	subscriber := queue.NewSubscriber(queue.SubscriberConfig{Connection: deps.Broker, Topology: deps.Topology,
 		Prefetch: cfg.Prefetch, Limits: cfg.Limits, Logger: log})
 	purger := consumer.NewPurger(consumer.Purger{Store: deps.Store, Retention: cfg.TombstoneRetention,
 		Interval: cfg.PurgeInterval, BatchLimit: 1000, Now: time.Now, Logger: log}, reg)
+	repairer := consumer.NewRepairer(consumer.Repairer{Log: deps.Store, Cache: deps.Cache,
+		Interval: cfg.RepairInterval, BatchLimit: 500, Logger: log}, reg)
 	ops := telemetry.NewOpsServer(cfg.OpsAddr, reg, subscriber.Consuming)
 	lns, err := telemetry.Listen(ops)
 	if err != nil {
@@ -82,13 +84,13 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	// On SIGTERM the subscriber stops taking messages and the consumer
-	// finishes (or leaves unacknowledged) its batch; the operations server
-	// goes last so that metrics stay readable until the end.
+	// finishes (or leaves unsettled) its batch; the ops server goes last.
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
 	var opsErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { opsErr = telemetry.Serve(opsCtx, ops, lns[0], cfg.ShutdownTimeout) })
 	wg.Go(func() { _ = purger.Run(ctx) })
+	wg.Go(func() { repairer.Run(ctx) })
 	log.Info("consuming", "queue", cfg.Broker.Queue, "ops_addr", cfg.OpsAddr)
 	subscriber.Run(ctx, applier.Handle)
 	stopOps()

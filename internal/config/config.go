@@ -98,6 +98,12 @@ type Consumer struct {
 	MigrateWait        time.Duration
 	TombstoneRetention time.Duration
 	PurgeInterval      time.Duration
+	// MaxClockSkew refuses writes whose version is further ahead of the
+	// consumer's clock.
+	MaxClockSkew time.Duration
+	// RepairInterval is how often cache entries left stale by a cache
+	// outage are looked for and repaired.
+	RepairInterval time.Duration
 }
 
 func loadCommon(e *env) Common {
@@ -215,6 +221,8 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	c.MigrateWait = e.duration("MIGRATE_WAIT", 60*time.Second, 0, time.Hour)
 	c.TombstoneRetention = e.duration("TOMBSTONE_RETENTION", 24*time.Hour, time.Minute, 365*24*time.Hour)
 	c.PurgeInterval = e.duration("PURGE_INTERVAL", time.Hour, time.Second, 30*24*time.Hour)
+	c.MaxClockSkew = e.duration("MAX_CLOCK_SKEW", time.Minute, time.Second, 24*time.Hour)
+	c.RepairInterval = e.duration("REPAIR_INTERVAL", time.Second, 10*time.Millisecond, time.Hour)
 	if c.BatchSize > c.Prefetch {
 		e.fail("BATCH_SIZE", "%d exceeds KVFLEET_PREFETCH (%d): a batch could never fill", c.BatchSize, c.Prefetch)
 	}

@@ -1,9 +1,11 @@
 // Package consumer applies queued writes: it gathers decoded messages into
 // batches, writes each batch to the database in one statement, updates the
 // cache, and only then settles the messages. A message that can never be
-// applied is dead-lettered; a database or cache outage holds the batch (no
-// ack, no dead-lettering) and retries with backoff until it succeeds or the
-// process shuts down.
+// applied is dead-lettered; a database outage holds the batch (no ack, no
+// dead-lettering) and retries with backoff until it succeeds or the process
+// shuts down. A cache outage does not hold writes: the database is the
+// system of record, so the keys whose cache update failed are recorded in
+// it, and the Repairer brings their entries up to date once Redis answers.
 package consumer
 
 import (
@@ -20,6 +22,7 @@ import (
 
 	"github.com/kvfleet/kvfleet/internal/kv"
 	"github.com/kvfleet/kvfleet/internal/queue"
+	"github.com/kvfleet/kvfleet/internal/version"
 )
 
 // Store is where writes are applied.
@@ -27,6 +30,9 @@ type Store interface {
 	// Apply writes each item unless a higher version is stored and reports
 	// which items it wrote. Keys are distinct.
 	Apply(ctx context.Context, items []kv.Item) ([]bool, error)
+	// MarkStale records keys whose cache entry may be older than items, for
+	// the Repairer.
+	MarkStale(ctx context.Context, items []kv.Item) error
 }
 
 // Cache is updated with what was applied.
@@ -49,6 +55,14 @@ type Config struct {
 	// RetryMin and RetryMax bound the pause between attempts while the
 	// database or the cache is failing.
 	RetryMin, RetryMax time.Duration
+	// TombstoneRetention, when set, refuses puts older than the tombstone
+	// retention: the purger may have removed the tombstone of a newer
+	// delete, which such a put would then bring back to life.
+	TombstoneRetention time.Duration
+	// MaxClockSkew, when set, refuses writes whose version is further ahead
+	// of this consumer's clock: one replica with a clock running ahead
+	// would otherwise win every write to the keys it touches.
+	MaxClockSkew time.Duration
 	// RowError tells an error that belongs to one row of the batch (bad
 	// data, a violated constraint), which no retry will cure, from every
 	// other error (an outage, a timeout, a missing table or privilege),
@@ -70,7 +84,19 @@ type Consumer struct {
 	batchDur  prometheus.Histogram
 	lag       prometheus.Histogram
 	splits    prometheus.Counter
+	marked    prometheus.Counter
+	guarded   *prometheus.CounterVec
+
+	// cacheRetryAt is when the cache is next tried after a failed update;
+	// until then keys are recorded for repair straight away, since each try
+	// costs a whole Redis timeout while Redis is down. Only Handle's
+	// goroutine uses it.
+	cacheRetryAt time.Time
 }
+
+// cacheProbeInterval is how long the consumer leaves the cache alone after
+// an update failed.
+const cacheProbeInterval = time.Second
 
 // New returns a Consumer.
 func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consumer {
@@ -105,6 +131,14 @@ func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consu
 		splits: f.NewCounter(prometheus.CounterOpts{
 			Name: "kvfleet_consumer_batch_splits_total",
 			Help: "Upserts split in two, to isolate a refused write or because the whole batch kept timing out.",
+		}),
+		guarded: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvfleet_consumer_guarded_total",
+			Help: "Writes dead-lettered by a guard, by reason: older_than_retention (a put that could resurrect a purged delete), future_version (a version too far ahead of the clock).",
+		}, []string{"reason"}),
+		marked: f.NewCounter(prometheus.CounterOpts{
+			Name: "kvfleet_cache_marked_stale_total",
+			Help: "Applied writes whose cache update failed and whose keys were recorded for repair.",
 		}),
 	}
 }
@@ -188,6 +222,7 @@ func (c *Consumer) process(ctx context.Context, batch []queue.Message) bool {
 	defer cancel()
 
 	batch = c.deadLetterUndecodable(batch)
+	batch = c.guard(batch)
 	if len(batch) == 0 {
 		return true
 	}
@@ -219,6 +254,40 @@ func (c *Consumer) deadLetterUndecodable(batch []queue.Message) []queue.Message 
 		decoded = append(decoded, m)
 	}
 	return decoded
+}
+
+// Reasons a guard refuses a write.
+var (
+	errOlderThanRetention = errors.New("a put older than the tombstone retention could resurrect a deleted key")
+	errFutureVersion      = errors.New("the write's version is too far ahead of the clock")
+)
+
+// guard dead-letters the writes that the configured guards refuse and
+// returns the others, in order. Dead-lettered, a refused write can still be
+// inspected and replayed by an operator.
+func (c *Consumer) guard(batch []queue.Message) []queue.Message {
+	if c.cfg.TombstoneRetention <= 0 && c.cfg.MaxClockSkew <= 0 {
+		return batch
+	}
+	now := c.cfg.Now()
+	kept := batch[:0:0]
+	for _, m := range batch {
+		var reason, label = error(nil), ""
+		switch {
+		case c.cfg.MaxClockSkew > 0 && m.Write.Version.Time().After(now.Add(c.cfg.MaxClockSkew)):
+			reason, label = errFutureVersion, "future_version"
+		case c.cfg.TombstoneRetention > 0 && m.Write.Op == kv.OpPut &&
+			m.Write.Version.Less(version.Floor(now.Add(-c.cfg.TombstoneRetention))):
+			reason, label = errOlderThanRetention, "older_than_retention"
+		}
+		if reason == nil {
+			kept = append(kept, m)
+			continue
+		}
+		c.guarded.WithLabelValues(label).Inc()
+		c.deadLetter(m, fmt.Errorf("%w (version %s, accepted %s)", reason, m.Write.Version, m.Write.AcceptedAt.Format(time.RFC3339)))
+	}
+	return kept
 }
 
 // upsert writes the newest writes to the store and returns those the store
@@ -307,9 +376,10 @@ func (c *Consumer) storeGroup(ctx context.Context, group []kv.Write) ([]kv.Write
 	return applied, nil
 }
 
-// updateCache caches the applied writes, retrying through a cache outage.
-// The database already holds them, and retrying the update is harmless;
-// settling without it could leave a stale entry for a whole TTL.
+// updateCache caches the applied writes. If Redis fails, the keys are
+// recorded in the database for the Repairer instead (retried like any
+// database operation), so that a cache outage never holds writes back from
+// the system of record: the batch is settled only once either is done.
 func (c *Consumer) updateCache(ctx context.Context, applied []kv.Write) error {
 	if len(applied) == 0 {
 		return nil
@@ -318,9 +388,20 @@ func (c *Consumer) updateCache(ctx context.Context, applied []kv.Write) error {
 	for i, w := range applied {
 		items[i] = w.Item()
 	}
-	_, err := retry(c, ctx, "cache", len(items), func() (struct{}, error) {
-		return struct{}{}, c.cache.Update(ctx, items)
+	if now := c.cfg.Now(); !now.Before(c.cacheRetryAt) {
+		err := c.cache.Update(ctx, items)
+		if err == nil {
+			return nil
+		}
+		c.cacheRetryAt = now.Add(cacheProbeInterval)
+		c.log.Warn("cache unavailable; recording the keys for repair", "op", "consumer.cache", "err", err, "keys", len(items))
+	}
+	_, err := retry(c, ctx, "database", len(items), func() (struct{}, error) {
+		return struct{}{}, c.store.MarkStale(ctx, items)
 	})
+	if err == nil {
+		c.marked.Add(float64(len(items)))
+	}
 	return err
 }
 

@@ -541,7 +541,6 @@ func TestOutageHoldsTheBatch(t *testing.T) {
 		wantStoredDuring bool
 	}{
 		{"store down", func(h *harness, err error) { h.store.SetErr(err) }, false},
-		{"cache down", func(h *harness, err error) { h.cache.SetErr(err) }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -682,11 +681,11 @@ func TestShutdownWhileStoreIsDownLeavesBatchUnacked(t *testing.T) {
 }
 
 func TestShutdownFinishesTheBatchInHand(t *testing.T) {
-	// Shutdown begins while the cache is down; the cache comes back within
+	// Shutdown begins while the database is down; it comes back within
 	// the drain timeout (an hour here, so timing cannot matter), and the
 	// batch in hand is applied and acknowledged before Handle returns.
 	h := newHarness(t, withDrainTimeout(time.Hour))
-	h.cache.SetErr(kvtest.ErrDown)
+	h.store.SetErr(kvtest.ErrDown)
 	msgs := []message{put("a", "1", 1), put("b", "1", 2), put("c", "1", 3), put("d", "1", 4)}
 	h.send(t, msgs...)
 	h.start(t)
@@ -694,7 +693,7 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 	h.cancel()
 	retried := h.messages(t, "retried")
 	eventually(t, "a retry after shutdown began", func() bool { return h.messages(t, "retried") > retried })
-	h.cache.SetErr(nil)
+	h.store.SetErr(nil)
 	h.wait(t)
 
 	want := []settlement{{kind: "ack", tag: 4, multiple: true}}
@@ -891,4 +890,157 @@ func TestBatchThatKeepsTimingOutIsSplit(t *testing.T) {
 	if got := h.messages(t, "applied"); got != 4 {
 		t.Errorf("applied = %v, want 4", got)
 	}
+}
+
+// A cache outage must not hold writes back from the database: the batch is
+// applied, its keys are recorded for repair and it is acknowledged; once
+// Redis answers, the Repairer brings the entries up to date.
+func TestCacheOutageDoesNotHoldWrites(t *testing.T) {
+	h := newHarness(t)
+	// An entry cached before the outage, which the outage leaves stale.
+	if err := h.cache.Update(context.Background(), []kv.Item{put("a", "0", 1).write.Item()}); err != nil {
+		t.Fatal(err)
+	}
+	h.cache.SetErr(kvtest.ErrDown)
+	msgs := []message{put("a", "1", 2), put("b", "1", 3), del("a", 4), put("c", "1", 5), put("d", "1", 6), garbage}
+	h.run(t, msgs...)
+
+	want := newestState(msgs)
+	if got := h.store.Snapshot(); !reflect.DeepEqual(got, want) {
+		t.Errorf("store = %v\nwant    %v", got, want)
+	}
+	wantSettled := []settlement{
+		{kind: "ack", tag: 4, multiple: true},
+		{kind: "reject", tag: 6},
+		{kind: "ack", tag: 5, multiple: true},
+	}
+	if got := h.acks.settlements(); !reflect.DeepEqual(got, wantSettled) {
+		t.Errorf("settlements = %v, want %v", got, wantSettled)
+	}
+	if got := h.messages(t, "retried"); got != 0 {
+		t.Errorf("retried = %v, want 0: the batch was not held", got)
+	}
+	marked := h.store.StaleKeys()
+	for key, item := range want {
+		if v, ok := marked[key]; !ok || v != item.Version {
+			t.Errorf("key %q recorded for repair at %v (present %v), want %v", key, v, ok, item.Version)
+		}
+	}
+
+	repairer := consumer.NewRepairer(consumer.Repairer{Log: h.store, Cache: h.cache, Interval: time.Hour,
+		BatchLimit: 3, Logger: slog.New(slog.DiscardHandler)}, h.reg)
+	if n, err := repairer.RepairOnce(context.Background()); err == nil || n != 0 {
+		t.Errorf("RepairOnce while Redis is down = %d, %v; want 0 and an error", n, err)
+	}
+	h.cache.SetErr(nil)
+	if n, err := repairer.RepairOnce(context.Background()); err != nil || n != len(want) {
+		t.Fatalf("RepairOnce = %d, %v; want %d repaired", n, err, len(want))
+	}
+	h.checkState(t, want)
+	if left := h.store.StaleKeys(); len(left) != 0 {
+		t.Errorf("keys still recorded after the repair: %v", left)
+	}
+}
+
+// While the cache is failing, the consumer does not ask it again for every
+// batch (each try costs a Redis timeout): later batches go straight to the
+// repair log.
+func TestCacheIsLeftAloneRightAfterAFailure(t *testing.T) {
+	h := newHarness(t)
+	counting := &countingCache{MemoryCache: h.cache}
+	h.consumer = consumer.New(consumer.Config{
+		BatchSize: 1, BatchWait: time.Hour, DrainTimeout: time.Second, RetryMin: time.Millisecond, RetryMax: time.Millisecond,
+		RowError: func(error) bool { return false }, Now: func() time.Time { return appliedAt }, Logger: slog.New(slog.DiscardHandler),
+	}, h.store, counting, prometheus.NewRegistry())
+	h.cache.SetErr(kvtest.ErrDown)
+	h.run(t, put("a", "1", 1), put("b", "1", 2), put("c", "1", 3))
+	if got := counting.updates(); got != 1 {
+		t.Errorf("the cache was asked %d times for three batches within a second, want 1", got)
+	}
+	if got := len(h.store.StaleKeys()); got != 3 {
+		t.Errorf("%d keys recorded for repair, want 3", got)
+	}
+}
+
+type countingCache struct {
+	*kvtest.MemoryCache
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingCache) Update(ctx context.Context, items []kv.Item) error {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.MemoryCache.Update(ctx, items)
+}
+
+func (c *countingCache) updates() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// The guards: a put older than the tombstone retention may not resurrect a
+// key whose delete was purged, and a version far ahead of the clock may not
+// win every later write. Both are dead-lettered and counted.
+func TestGuardsRefuseWritesOutsideTheWindow(t *testing.T) {
+	at := func(d time.Duration, n uint64) uint64 { return uint64(appliedAt.Add(d).UnixMilli())<<16 | n }
+	h := newHarness(t, func(c *consumer.Config, _ *consumer.Store) {
+		c.TombstoneRetention = 24 * time.Hour
+		c.MaxClockSkew = time.Minute
+	})
+	msgs := []message{
+		put("ancient", "v", at(-25*time.Hour, 0)),      // refused: older than the retention
+		del("old-delete", at(-25*time.Hour, 1)),        // a delete cannot resurrect anything: applied
+		put("recent", "v", at(-23*time.Hour, 0)),       // inside the retention: applied
+		put("future", "v", at(2*time.Minute, 0)),       // refused: too far ahead
+		put("near-future", "v", at(30*time.Second, 0)), // within the skew: applied
+	}
+	h.run(t, msgs...)
+
+	var rejected []uint64
+	for _, s := range h.acks.of("reject") {
+		rejected = append(rejected, s.tag)
+	}
+	if want := []uint64{1, 4}; !slices.Equal(rejected, want) {
+		t.Errorf("dead-lettered tags %v, want %v", rejected, want)
+	}
+	want := newestState(msgs)
+	delete(want, "ancient")
+	delete(want, "future")
+	h.checkState(t, want)
+	if got := h.store.Snapshot(); len(got) != len(want) {
+		t.Errorf("store = %v, want only %v", got, want)
+	}
+	m := h.metric(t, "kvfleet_consumer_guarded_total", "")
+	if m == nil {
+		t.Fatal("kvfleet_consumer_guarded_total not exported")
+	}
+	for _, reason := range []string{"older_than_retention", "future_version"} {
+		if got := guarded(t, h, reason); got != 1 {
+			t.Errorf("guarded{reason=%q} = %v, want 1", reason, got)
+		}
+	}
+}
+
+func guarded(t *testing.T, h *harness, reason string) float64 {
+	t.Helper()
+	families, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != "kvfleet_consumer_guarded_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

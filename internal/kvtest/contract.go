@@ -18,6 +18,111 @@ type Store interface {
 	Apply(ctx context.Context, items []kv.Item) ([]bool, error)
 }
 
+// RepairLog is what the repair-log contract exercises: the store's record
+// of keys whose cache entry may be stale.
+type RepairLog interface {
+	Apply(ctx context.Context, items []kv.Item) ([]bool, error)
+	MarkStale(ctx context.Context, items []kv.Item) error
+	Stale(ctx context.Context, limit int) ([]kv.Item, error)
+	Unmark(ctx context.Context, items []kv.Item) error
+}
+
+// RunRepairLogContract runs the behaviour every RepairLog must have. purge
+// removes a key's row, as the tombstone purge does.
+func RunRepairLogContract(t *testing.T, newLog func(t *testing.T) (RepairLog, func(key string))) {
+	ctx := context.Background()
+	stale := func(t *testing.T, l RepairLog) map[string]kv.Item {
+		t.Helper()
+		items, err := l.Stale(ctx, 1000)
+		if err != nil {
+			t.Fatalf("Stale: %v", err)
+		}
+		out := make(map[string]kv.Item, len(items))
+		for _, item := range items {
+			out[item.Key] = item
+		}
+		return out
+	}
+	must := func(t *testing.T, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("marked keys come back as their current rows", func(t *testing.T) {
+		l, _ := newLog(t)
+		_, err := l.Apply(ctx, []kv.Item{put("a", "a2", 2), tombstone("b", 3), put("c", "c1", 1)})
+		must(t, err)
+		must(t, l.MarkStale(ctx, []kv.Item{put("a", "a1", 1), tombstone("b", 3)}))
+		got := stale(t, l)
+		want := map[string]kv.Item{"a": put("a", "a2", 2), "b": tombstone("b", 3)}
+		if len(got) != len(want) || got["a"] != want["a"] || got["b"] != want["b"] {
+			t.Fatalf("Stale = %v, want %v", got, want)
+		}
+	})
+	t.Run("a purged row comes back as a tombstone at the marked version", func(t *testing.T) {
+		l, purge := newLog(t)
+		_, err := l.Apply(ctx, []kv.Item{tombstone("gone", 4)})
+		must(t, err)
+		must(t, l.MarkStale(ctx, []kv.Item{tombstone("gone", 4)}))
+		purge("gone")
+		if got := stale(t, l)["gone"]; got != tombstone("gone", 4) {
+			t.Fatalf("Stale[gone] = %+v, want %+v", got, tombstone("gone", 4))
+		}
+	})
+	t.Run("unmark keeps a newer mark", func(t *testing.T) {
+		l, _ := newLog(t)
+		_, err := l.Apply(ctx, []kv.Item{put("k", "v5", 5), put("j", "j1", 1)})
+		must(t, err)
+		must(t, l.MarkStale(ctx, []kv.Item{put("k", "v5", 5), put("j", "j1", 1)}))
+		repairing := stale(t, l)
+		// A newer write of k is committed and marked while the repair runs.
+		_, err = l.Apply(ctx, []kv.Item{put("k", "v7", 7)})
+		must(t, err)
+		must(t, l.MarkStale(ctx, []kv.Item{put("k", "v7", 7)}))
+		must(t, l.Unmark(ctx, []kv.Item{repairing["k"], repairing["j"]}))
+		got := stale(t, l)
+		if len(got) != 1 || got["k"] != put("k", "v7", 7) {
+			t.Fatalf("Stale after unmark = %v, want only k at v7", got)
+		}
+		must(t, l.Unmark(ctx, []kv.Item{got["k"]}))
+		if got := stale(t, l); len(got) != 0 {
+			t.Fatalf("Stale after the last unmark = %v, want none", got)
+		}
+	})
+	t.Run("an older mark does not lower a newer one", func(t *testing.T) {
+		l, _ := newLog(t)
+		must(t, l.MarkStale(ctx, []kv.Item{put("k", "", 9)}))
+		must(t, l.MarkStale(ctx, []kv.Item{put("k", "", 2)}))
+		// Unmarking at version 2 must not forget the mark at 9.
+		must(t, l.Unmark(ctx, []kv.Item{put("k", "", 2)}))
+		if _, ok := stale(t, l)["k"]; !ok {
+			t.Fatal("the mark at version 9 was lowered or forgotten")
+		}
+	})
+	t.Run("limit and awkward keys", func(t *testing.T) {
+		l, _ := newLog(t)
+		var items []kv.Item
+		for i, key := range awkwardKeys {
+			items = append(items, put(key, "x", uint64(i+1)))
+		}
+		_, err := l.Apply(ctx, items)
+		must(t, err)
+		must(t, l.MarkStale(ctx, items))
+		some, err := l.Stale(ctx, 3)
+		must(t, err)
+		if len(some) != 3 {
+			t.Fatalf("Stale(limit 3) returned %d keys", len(some))
+		}
+		all := stale(t, l)
+		for _, item := range items {
+			if all[item.Key] != item {
+				t.Errorf("Stale[%q] = %+v, want %+v", item.Key, all[item.Key], item)
+			}
+		}
+	})
+}
+
 // Cache is what the cache contract exercises.
 type Cache interface {
 	Get(ctx context.Context, key string) (kv.Item, error)

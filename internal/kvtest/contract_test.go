@@ -16,3 +16,10 @@ func TestMemoryStoreContract(t *testing.T) {
 func TestMemoryCacheContract(t *testing.T) {
 	kvtest.RunCacheContract(t, func(*testing.T) kvtest.Cache { return kvtest.NewMemoryCache() })
 }
+
+func TestMemoryRepairLogContract(t *testing.T) {
+	kvtest.RunRepairLogContract(t, func(*testing.T) (kvtest.RepairLog, func(string)) {
+		s := kvtest.NewMemoryStore()
+		return s, s.Delete
+	})
+}

@@ -7,6 +7,7 @@ package kvtest
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 
 	"github.com/kvfleet/kvfleet/internal/kv"
@@ -20,6 +21,8 @@ var ErrDown = errors.New("kvtest: dependency is down")
 type MemoryStore struct {
 	mu    sync.Mutex
 	items map[string]kv.Item
+	// stale are the keys marked by MarkStale, at their recorded version.
+	stale map[string]version.Version
 	// Err, when set, is returned by every call.
 	Err error
 	// Gets counts Get calls, for singleflight assertions.
@@ -27,7 +30,9 @@ type MemoryStore struct {
 }
 
 // NewMemoryStore returns an empty store.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{items: make(map[string]kv.Item)} }
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{items: make(map[string]kv.Item), stale: make(map[string]version.Version)}
+}
 
 // SetErr makes every later call fail with err (nil heals it).
 func (s *MemoryStore) SetErr(err error) {
@@ -72,6 +77,73 @@ func (s *MemoryStore) Apply(_ context.Context, items []kv.Item) ([]bool, error) 
 		applied[i] = true
 	}
 	return applied, nil
+}
+
+// MarkStale records keys whose cache entry may be stale, like the SQL
+// (a higher recorded version is kept).
+func (s *MemoryStore) MarkStale(_ context.Context, items []kv.Item) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return s.Err
+	}
+	for _, item := range items {
+		if cur, ok := s.stale[item.Key]; !ok || cur.Less(item.Version) {
+			s.stale[item.Key] = item.Version
+		}
+	}
+	return nil
+}
+
+// Stale returns up to limit marked keys as their current rows (a tombstone
+// at the recorded version where the row is gone).
+func (s *MemoryStore) Stale(_ context.Context, limit int) ([]kv.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return nil, s.Err
+	}
+	var out []kv.Item
+	for key, v := range s.stale {
+		if len(out) == limit {
+			break
+		}
+		item, ok := s.items[key]
+		if !ok {
+			item = kv.Item{Key: key, Version: v, Deleted: true}
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// Unmark forgets marks at or below items' versions.
+func (s *MemoryStore) Unmark(_ context.Context, items []kv.Item) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return s.Err
+	}
+	for _, item := range items {
+		if cur, ok := s.stale[item.Key]; ok && !item.Version.Less(cur) {
+			delete(s.stale, item.Key)
+		}
+	}
+	return nil
+}
+
+// StaleKeys returns the marked keys and their recorded versions.
+func (s *MemoryStore) StaleKeys() map[string]version.Version {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.stale)
+}
+
+// Delete removes a row, as the tombstone purge does.
+func (s *MemoryStore) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.items, key)
 }
 
 // Snapshot returns a copy of every stored item by key.

@@ -157,26 +157,122 @@ func upsertStatement(items []kv.Item) (string, []any) {
 	var b strings.Builder
 	b.Grow(160 + len(items)*24)
 	b.WriteString(`INSERT INTO kv_items (key, value, version, deleted) VALUES `)
+	writeValues(&b, len(items), 4)
+	b.WriteString(` ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, deleted = excluded.deleted` +
+		` WHERE kv_items.version <= excluded.version RETURNING key`)
 	args := make([]any, 0, 4*len(items))
-	for i, item := range items {
+	for _, item := range items {
+		args = append(args, []byte(item.Key), []byte(item.Value), item.Version.Bytes(), item.Deleted)
+	}
+	return b.String(), args
+}
+
+// writeValues writes rows placeholder tuples of cols parameters each:
+// ($1,$2),($3,$4)…
+func writeValues(b *strings.Builder, rows, cols int) {
+	for i := range rows {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		n := 4 * i
-		b.WriteString("($")
-		b.WriteString(strconv.Itoa(n + 1))
-		b.WriteString(",$")
-		b.WriteString(strconv.Itoa(n + 2))
-		b.WriteString(",$")
-		b.WriteString(strconv.Itoa(n + 3))
-		b.WriteString(",$")
-		b.WriteString(strconv.Itoa(n + 4))
+		b.WriteByte('(')
+		for j := range cols {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(i*cols + j + 1))
+		}
 		b.WriteByte(')')
-		args = append(args, []byte(item.Key), []byte(item.Value), item.Version.Bytes(), item.Deleted)
 	}
-	b.WriteString(` ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, deleted = excluded.deleted` +
-		` WHERE kv_items.version <= excluded.version RETURNING key`)
-	return b.String(), args
+}
+
+// MarkStale records that the cache may hold an older entry than items: the
+// consumer committed them but could not update Redis. A key already
+// recorded at a higher version keeps it.
+func (s *Store) MarkStale(ctx context.Context, items []kv.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO kv_cache_repairs (key, version) VALUES `)
+	writeValues(&b, len(items), 2)
+	b.WriteString(` ON CONFLICT (key) DO UPDATE SET version = excluded.version WHERE kv_cache_repairs.version < excluded.version`)
+	args := make([]any, 0, 2*len(items))
+	for _, item := range items {
+		args = append(args, []byte(item.Key), item.Version.Bytes())
+	}
+	err := s.timed(ctx, "mark_stale", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, b.String(), args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: mark %d keys stale: %w", len(items), err)
+	}
+	return nil
+}
+
+// Stale returns up to limit keys recorded by MarkStale, each as its
+// current row, which is what the cache should hold. A key whose row has
+// since been purged (an old tombstone) comes back as a tombstone at the
+// recorded version.
+func (s *Store) Stale(ctx context.Context, limit int) ([]kv.Item, error) {
+	var out []kv.Item
+	err := s.timed(ctx, "stale", func(ctx context.Context) error {
+		out = out[:0]
+		rows, err := s.pool.Query(ctx, `SELECT r.key, r.version, i.value, i.version, i.deleted
+			FROM kv_cache_repairs r LEFT JOIN kv_items i ON i.key = r.key LIMIT $1`, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			key, marked, value, ver []byte
+			deleted                 *bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&key, &marked, &value, &ver, &deleted}, func() error {
+			item := kv.Item{Key: string(key), Value: string(value), Deleted: deleted == nil || *deleted}
+			if ver == nil {
+				ver = marked
+			}
+			v, err := version.FromBytes(ver)
+			if err != nil {
+				return fmt.Errorf("stored version: %w", err)
+			}
+			item.Version = v
+			out = append(out, item)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: stale keys: %w", err)
+	}
+	return out, nil
+}
+
+// Unmark forgets the records of items' keys at or below items' versions: a
+// key marked again at a newer version since Stale read it stays recorded.
+func (s *Store) Unmark(ctx context.Context, items []kv.Item) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(`DELETE FROM kv_cache_repairs WHERE `)
+	args := make([]any, 0, 2*len(items))
+	for i, item := range items {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		fmt.Fprintf(&b, "(key = $%d AND version <= $%d)", 2*i+1, 2*i+2)
+		args = append(args, []byte(item.Key), item.Version.Bytes())
+	}
+	err := s.timed(ctx, "unmark", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, b.String(), args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: unmark %d keys: %w", len(items), err)
+	}
+	return nil
 }
 
 // PurgeTombstones deletes up to limit tombstones older than before and

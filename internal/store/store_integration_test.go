@@ -50,9 +50,22 @@ func TestPostgres(t *testing.T) {
 			t.Fatalf("repeated Migrate: %v", err)
 		}
 		var n int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM kvfleet_schema_migrations`).Scan(&n); err != nil || n != 1 {
-			t.Fatalf("migration ledger has %d rows (err %v), want 1", n, err)
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM kvfleet_schema_migrations`).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("migration ledger has %d rows (err %v), want 2 (one per migration)", n, err)
 		}
+	})
+
+	t.Run("repair log contract", func(t *testing.T) {
+		kvtest.RunRepairLogContract(t, func(t *testing.T) (kvtest.RepairLog, func(string)) {
+			if _, err := pool.Exec(ctx, `TRUNCATE kv_items, kv_cache_repairs`); err != nil {
+				t.Fatal(err)
+			}
+			return s, func(key string) {
+				if _, err := pool.Exec(ctx, `DELETE FROM kv_items WHERE key = $1`, []byte(key)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	})
 
 	t.Run("contract", func(t *testing.T) {
