@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the servers that the integration tests start themselves
-# (internal/testserver): Redis with Sentinel, PostgreSQL and RabbitMQ, from
+# (internal/localserver): Redis with Sentinel, PostgreSQL and RabbitMQ, from
 # Debian's packages. The tests run their own instances on random loopback
 # ports, so the packages' system services are not wanted: this script keeps
 # them from starting and stops any that did.
@@ -97,7 +97,7 @@ stop_services() {
 	done
 }
 
-# verify_binaries checks for the programs internal/testserver runs.
+# verify_binaries checks for the programs internal/localserver runs.
 verify_binaries() {
 	local bin
 	for bin in redis-server redis-sentinel epmd; do

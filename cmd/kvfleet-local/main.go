@@ -2,8 +2,8 @@
 // starts a Redis master with a replica and three Sentinels, PostgreSQL and
 // RabbitMQ on loopback ports (from Debian's packages, as the integration
 // tests do), then one API and one consumer as child processes, and keeps
-// them running until interrupted. It is the development counterpart of the
-// Compose fleet.
+// them running until interrupted or until one of them exits. It is the
+// development counterpart of the Compose fleet (scripts/run-local.sh).
 package main
 
 import (
@@ -17,12 +17,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/kvfleet/kvfleet/internal/telemetry"
-	"github.com/kvfleet/kvfleet/internal/testserver"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kvfleet/kvfleet/internal/localserver"
 )
 
 func main() {
@@ -35,7 +35,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context) (err error) {
 	bin := flag.String("bin", "bin", "directory holding kvfleet-api and kvfleet-consumer")
 	httpAddr := flag.String("http", "127.0.0.1:8000", "address of the API")
 	opsAddr := flag.String("ops", "127.0.0.1:9100", "address of the API's metrics and health server")
@@ -47,136 +47,51 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-
 	fmt.Println("starting Redis (master, replica, 3 Sentinels), PostgreSQL and RabbitMQ on loopback ports ...")
-	servers, err := startServers(ctx, dir)
+	s, err := localserver.StartAll(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer servers.close()
+	defer func() { err = errors.Join(err, s.Close()) }()
 
 	env := slices.Clip(append(os.Environ(),
-		"KVFLEET_REDIS_SENTINEL_ADDRS="+strings.Join(servers.redis.SentinelAddrs, ","),
-		"KVFLEET_REDIS_MASTER_NAME="+servers.redis.MasterName,
-		"KVFLEET_REDIS_PASSWORD="+servers.redis.Password,
-		"KVFLEET_REDIS_SENTINEL_PASSWORD="+servers.redis.SentinelPassword,
-		"KVFLEET_DATABASE_URL="+servers.postgres.URL,
-		"KVFLEET_AMQP_URLS="+servers.rabbit.URL,
+		"KVFLEET_REDIS_SENTINEL_ADDRS="+strings.Join(s.Redis.SentinelAddrs, ","),
+		"KVFLEET_REDIS_MASTER_NAME="+s.Redis.MasterName,
+		"KVFLEET_REDIS_PASSWORD="+s.Redis.Password,
+		"KVFLEET_REDIS_SENTINEL_PASSWORD="+s.Redis.SentinelPassword,
+		"KVFLEET_DATABASE_URL="+s.Postgres.URL,
+		"KVFLEET_AMQP_URLS="+s.RabbitMQ.URL,
 	)) // clipped: each child appends its own addresses to a copy
-	consumer := exec.Command(filepath.Join(*bin, "kvfleet-consumer"))
-	consumer.Env = append(env, "KVFLEET_OPS_ADDR="+*consumerOps)
-	api := exec.Command(filepath.Join(*bin, "kvfleet-api"))
-	api.Env = append(env, "KVFLEET_HTTP_ADDR="+*httpAddr, "KVFLEET_OPS_ADDR="+*opsAddr)
-	var children []*child
-	for _, cmd := range []*exec.Cmd{consumer, api} {
-		c, err := startChild(cmd)
-		if err != nil {
-			stopAll(children)
-			return err
+	// Readiness is the children's to report, on their /readyz;
+	// scripts/run-local.sh waits for it.
+	fmt.Printf("starting the consumer and the API (http://%s): ready when http://%s/readyz and http://%s/readyz answer 200\n", *httpAddr, *opsAddr, *consumerOps)
+	fmt.Println("Ctrl-C stops everything and discards the data")
+	// The children run until ctx ends or one of them exits. Either cancels
+	// gctx, which sends the others SIGTERM, so that the API drains and the
+	// consumer finishes its batch, and SIGKILL if that takes over 30 s.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range []struct {
+		name string
+		env  []string
+	}{
+		{"kvfleet-consumer", []string{"KVFLEET_OPS_ADDR=" + *consumerOps}},
+		{"kvfleet-api", []string{"KVFLEET_OPS_ADDR=" + *opsAddr, "KVFLEET_HTTP_ADDR=" + *httpAddr}},
+	} {
+		cmd := exec.CommandContext(gctx, filepath.Join(*bin, c.name))
+		cmd.Env, cmd.Stdout, cmd.Stderr = append(env, c.env...), os.Stdout, os.Stderr
+		cmd.Cancel, cmd.WaitDelay = func() error { return cmd.Process.Signal(syscall.SIGTERM) }, 30*time.Second
+		// If kvfleet-local is killed outright, take the children with it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			g.Go(func() error { return fmt.Errorf("start %s: %w (run 'make build' first)", cmd.Path, err) })
+			break
 		}
-		children = append(children, c)
-	}
-	defer stopAll(children)
-
-	if err := waitReady(ctx, "http://"+*httpAddr+"/readyz", "http://"+*consumerOps+"/readyz"); err != nil {
-		return err
-	}
-	fmt.Printf("\nkvfleet is running: API on http://%s, metrics on http://%s/metrics and http://%s/metrics\n", *httpAddr, *opsAddr, *consumerOps)
-	fmt.Println("press Ctrl-C to stop (all data is discarded)")
-
-	select {
-	case <-ctx.Done():
-		fmt.Println("\nstopping ...")
-		return nil
-	case <-children[0].done:
-		return fmt.Errorf("the consumer exited: %v", children[0].err)
-	case <-children[1].done:
-		return fmt.Errorf("the API exited: %v", children[1].err)
-	}
-}
-
-// child is a running binary and the goroutine that waits for it.
-type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startChild(cmd *exec.Cmd) (*child, error) {
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w (run 'make build' first)", cmd.Path, err)
-	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		c.err = cmd.Wait()
-	}()
-	return c, nil
-}
-
-type servers struct {
-	redis    *testserver.RedisSet
-	postgres *testserver.Postgres
-	rabbit   *testserver.RabbitMQ
-}
-
-func startServers(ctx context.Context, dir string) (*servers, error) {
-	s := &servers{}
-	var wg sync.WaitGroup
-	var errs [3]error
-	wg.Go(func() { s.redis, errs[0] = testserver.StartRedis(ctx, filepath.Join(dir, "redis")) })
-	wg.Go(func() { s.postgres, errs[1] = testserver.StartPostgres(ctx, filepath.Join(dir, "postgres")) })
-	wg.Go(func() { s.rabbit, errs[2] = testserver.StartRabbitMQ(ctx, filepath.Join(dir, "rabbitmq")) })
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		s.close()
-		return nil, fmt.Errorf("%w\n(are the servers installed? run scripts/install-test-deps.sh)", err)
-	}
-	return s, nil
-}
-
-func (s *servers) close() {
-	if s.redis != nil {
-		_ = s.redis.Close()
-	}
-	if s.postgres != nil {
-		_ = s.postgres.Close()
-	}
-	if s.rabbit != nil {
-		_ = s.rabbit.Close()
-	}
-}
-
-// stopAll sends SIGTERM, so that the API drains and the consumer finishes
-// its batch, and waits a bounded time before killing.
-func stopAll(children []*child) {
-	for _, c := range children {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	for _, c := range children {
-		select {
-		case <-c.done:
-		case <-time.After(30 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-	}
-}
-
-func waitReady(ctx context.Context, urls ...string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for _, url := range urls {
-		for {
-			err := telemetry.Healthcheck(ctx, url)
-			if err == nil {
-				break
+		g.Go(func() error {
+			if err := cmd.Wait(); ctx.Err() == nil {
+				return fmt.Errorf("%s exited: %v", c.name, err)
 			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("not ready: %w", err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return nil // asked to stop
+		})
 	}
-	return nil
+	return g.Wait()
 }

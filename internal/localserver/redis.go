@@ -1,4 +1,4 @@
-package testserver
+package localserver
 
 import (
 	"context"
@@ -10,10 +10,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
-)
 
-// redisBinaries are what StartRedis needs.
-var redisBinaries = []string{"redis-server", "redis-sentinel"}
+	"github.com/redis/go-redis/v9"
+)
 
 const (
 	redisMasterName = "kvfleet"
@@ -57,11 +56,11 @@ type RedisSet struct {
 func StartRedis(ctx context.Context, dir string) (_ *RedisSet, err error) {
 	ctx, cancel := context.WithTimeout(ctx, redisStartTimeout)
 	defer cancel()
-	serverBin, err := findBinary("redis-server")
+	serverBin, err := FindBinary("redis-server")
 	if err != nil {
 		return nil, err
 	}
-	sentinelBin, err := findBinary("redis-sentinel")
+	sentinelBin, err := FindBinary("redis-sentinel")
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +69,7 @@ func StartRedis(ctx context.Context, dir string) (_ *RedisSet, err error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("testserver: redis dir: %w", err)
+		return nil, fmt.Errorf("localserver: redis dir: %w", err)
 	}
 
 	r := &RedisSet{
@@ -99,12 +98,13 @@ func StartRedis(ctx context.Context, dir string) (_ *RedisSet, err error) {
 	// master as soon as it connects and then only every 10 s, so starting
 	// them earlier can add 10 s before they see the replica.
 	err = waitReady(ctx, "redis replica sync", []*process{master, replica}, func(ctx context.Context) error {
-		v, err := redisDo(ctx, r.ReplicaAddr, r.Password, "INFO", "replication")
+		c := r.nodeClient(r.ReplicaAddr)
+		defer c.Close()
+		info, err := c.InfoMap(ctx, "replication").Result()
 		if err != nil {
 			return notReady(err)
 		}
-		info, _ := v.(string)
-		if s := infoField(info, "master_link_status"); s != "up" {
+		if s := info["Replication"]["master_link_status"]; s != "up" {
 			return notReady(fmt.Errorf("master_link_status %q", s))
 		}
 		return nil
@@ -120,13 +120,11 @@ func StartRedis(ctx context.Context, dir string) (_ *RedisSet, err error) {
 	}
 	for i, addr := range r.SentinelAddrs {
 		err := waitReady(ctx, "sentinel "+addr, []*process{r.sentinels[i]}, func(ctx context.Context) error {
-			v, err := redisDo(ctx, addr, r.SentinelPassword, "SENTINEL", "MASTER", r.MasterName)
+			c := r.sentinelClient(addr)
+			defer c.Close()
+			m, err := c.Master(ctx, r.MasterName).Result()
 			if err != nil {
 				return notReady(err)
-			}
-			m, err := respFields(v)
-			if err != nil {
-				return err
 			}
 			want := map[string]string{
 				"flags":               "master",
@@ -152,10 +150,10 @@ func StartRedis(ctx context.Context, dir string) (_ *RedisSet, err error) {
 func (r *RedisSet) startNode(dir, bin, name string, port int, extra string) (*process, error) {
 	nodeDir := filepath.Join(dir, fmt.Sprintf("redis-%d", port))
 	if err := os.MkdirAll(nodeDir, 0o755); err != nil {
-		return nil, fmt.Errorf("testserver: %s dir: %w", name, err)
+		return nil, fmt.Errorf("localserver: %s dir: %w", name, err)
 	}
-	// save "" and appendonly no: tests do not need persistence and fsyncs
-	// would slow them down. Diskless sync without delay makes the replica's
+	// save "" and appendonly no: throwaway data needs no persistence, and
+	// fsyncs would slow the servers down. Diskless sync without delay makes the replica's
 	// initial sync immediate instead of waiting 5 s for more replicas.
 	conf := fmt.Sprintf(`bind 127.0.0.1
 port %d
@@ -171,7 +169,7 @@ repl-diskless-sync-delay 0
 %s`, port, nodeDir, r.Password, r.Password, extra)
 	confPath := filepath.Join(nodeDir, "redis.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("testserver: %s config: %w", name, err)
+		return nil, fmt.Errorf("localserver: %s config: %w", name, err)
 	}
 	p, err := startProcess(procSpec{
 		name:    fmt.Sprintf("%s (port %d)", name, port),
@@ -194,7 +192,7 @@ repl-diskless-sync-delay 0
 func (r *RedisSet) startSentinel(dir, bin string, port, masterPort int) error {
 	sDir := filepath.Join(dir, fmt.Sprintf("sentinel-%d", port))
 	if err := os.MkdirAll(sDir, 0o755); err != nil {
-		return fmt.Errorf("testserver: sentinel dir: %w", err)
+		return fmt.Errorf("localserver: sentinel dir: %w", err)
 	}
 	// Sentinels authenticate to each other with their own requirepass. The
 	// config file must be writable: a sentinel rewrites it with what it
@@ -218,7 +216,7 @@ sentinel parallel-syncs %s 1
 		r.MasterName, r.MasterName, r.MasterName)
 	confPath := filepath.Join(sDir, "sentinel.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		return fmt.Errorf("testserver: sentinel config: %w", err)
+		return fmt.Errorf("localserver: sentinel config: %w", err)
 	}
 	p, err := startProcess(procSpec{
 		name:    fmt.Sprintf("redis sentinel (port %d)", port),
@@ -274,10 +272,10 @@ func (r *RedisSet) KillMaster() error {
 	p := r.nodes[addr]
 	r.mu.Unlock()
 	if p == nil {
-		return fmt.Errorf("testserver: sentinels report master %s, which is not one of this set's nodes", addr)
+		return fmt.Errorf("localserver: sentinels report master %s, which is not one of this set's nodes", addr)
 	}
 	if p.exited() {
-		return fmt.Errorf("testserver: master %s is already down", addr)
+		return fmt.Errorf("localserver: master %s is already down", addr)
 	}
 	return p.kill()
 }
@@ -293,7 +291,7 @@ func (r *RedisSet) CurrentMaster(ctx context.Context) (string, error) {
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s, err))
 	}
-	return "", fmt.Errorf("testserver: no sentinel answered: %w", errors.Join(errs...))
+	return "", fmt.Errorf("localserver: no sentinel answered: %w", errors.Join(errs...))
 }
 
 // WaitForFailover polls the sentinels until every one that answers (at
@@ -331,12 +329,14 @@ func (r *RedisSet) WaitForFailover(ctx context.Context, old string) (string, err
 		if addr == old {
 			return notReady(errors.New("sentinels still report the old master"))
 		}
-		v, err := redisDo(ctx, addr, r.Password, "ROLE")
+		c := r.nodeClient(addr)
+		defer c.Close()
+		role, err := c.Do(ctx, "ROLE").Slice()
 		if err != nil {
 			return notReady(fmt.Errorf("ROLE on %s: %w", addr, err))
 		}
-		if role, _ := v.([]any); len(role) == 0 || role[0] != "master" {
-			return notReady(fmt.Errorf("%s is not master yet: %v", addr, v))
+		if len(role) == 0 || role[0] != "master" {
+			return notReady(fmt.Errorf("%s is not master yet: %v", addr, role))
 		}
 		return nil
 	})
@@ -348,17 +348,40 @@ func (r *RedisSet) WaitForFailover(ctx context.Context, old string) (string, err
 
 // askMaster asks one sentinel for the master's address.
 func (r *RedisSet) askMaster(ctx context.Context, sentinel string) (string, error) {
-	v, err := redisDo(ctx, sentinel, r.SentinelPassword, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", r.MasterName)
+	c := r.sentinelClient(sentinel)
+	defer c.Close()
+	hostPort, err := c.GetMasterAddrByName(ctx, r.MasterName).Result()
 	if err != nil {
 		return "", err
 	}
-	arr, ok := v.([]any)
-	if !ok || len(arr) != 2 {
-		return "", fmt.Errorf("unexpected reply %v", v)
+	if len(hostPort) != 2 {
+		return "", fmt.Errorf("unexpected reply %v", hostPort)
 	}
-	host, _ := arr[0].(string)
-	port, _ := arr[1].(string)
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(hostPort[0], hostPort[1]), nil
+}
+
+// nodeClient is a client for the data node at addr; sentinelClient is one
+// for a sentinel. They are short-lived: one per check, closed after it, so
+// that nothing outlives a failed check. Their callers poll, so the clients
+// do not retry, and the check's context bounds every call.
+func (r *RedisSet) nodeClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		Password:              r.Password,
+		MaxRetries:            -1,
+		PoolSize:              1,
+		ContextTimeoutEnabled: true,
+	})
+}
+
+func (r *RedisSet) sentinelClient(addr string) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{
+		Addr:                  addr,
+		Password:              r.SentinelPassword,
+		MaxRetries:            -1,
+		PoolSize:              1,
+		ContextTimeoutEnabled: true,
+	})
 }
 
 func loopback(port int) string {

@@ -1,4 +1,4 @@
-package testserver
+package localserver
 
 import (
 	"bytes"
@@ -50,7 +50,7 @@ type process struct {
 func startProcess(s procSpec) (*process, error) {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("testserver: open log for %s: %w", s.name, err)
+		return nil, fmt.Errorf("localserver: open log for %s: %w", s.name, err)
 	}
 	// The child gets its own copy of the descriptor; ours is not needed
 	// once it has started.
@@ -66,14 +66,14 @@ func startProcess(s procSpec) (*process, error) {
 		// A group of its own lets us kill the helpers a server forks
 		// (RabbitMQ's shell wrappers, PostgreSQL's backends) in one call.
 		Setpgid: true,
-		// If the test binary dies without running its cleanups (a -timeout
-		// panic, a SIGKILL), take the server down with it rather than leave
+		// If our process dies without running its cleanups (a test's
+		// -timeout panic, a SIGKILL), take the server down with it rather than leave
 		// it holding ports on the machine.
 		Pdeathsig:  syscall.SIGKILL,
 		Credential: s.cred,
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("testserver: start %s (%s): %w", s.name, s.path, err)
+		return nil, fmt.Errorf("localserver: start %s (%s): %w", s.name, s.path, err)
 	}
 	p := &process{name: s.name, logPath: s.logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -106,7 +106,7 @@ func (p *process) exitError() error {
 func (p *process) signalGroup(sig syscall.Signal) error {
 	err := syscall.Kill(-p.cmd.Process.Pid, sig)
 	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("testserver: signal %s to %s: %w", sig, p.name, err)
+		return fmt.Errorf("localserver: signal %s to %s: %w", sig, p.name, err)
 	}
 	return nil
 }
@@ -125,7 +125,7 @@ func (p *process) kill() error {
 	case <-p.done:
 		return nil
 	case <-time.After(killTimeout):
-		return fmt.Errorf("testserver: %s (pid %d) still running %s after SIGKILL", p.name, p.cmd.Process.Pid, killTimeout)
+		return fmt.Errorf("localserver: %s (pid %d) still running %s after SIGKILL", p.name, p.cmd.Process.Pid, killTimeout)
 	}
 }
 
@@ -138,7 +138,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
 		return nil
 	}
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("testserver: signal %s to %s: %w", sig, p.name, err)
+		return fmt.Errorf("localserver: signal %s to %s: %w", sig, p.name, err)
 	}
 	select {
 	case <-p.done:
@@ -148,7 +148,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
 	if err := p.kill(); err != nil {
 		return err
 	}
-	return fmt.Errorf("testserver: %s ignored %s for %s and was killed", p.name, sig, grace)
+	return fmt.Errorf("localserver: %s ignored %s for %s and was killed", p.name, sig, grace)
 }
 
 // run starts s and waits for it to exit, killing its group if ctx ends
@@ -164,10 +164,10 @@ func run(ctx context.Context, s procSpec) error {
 		if err := p.kill(); err != nil {
 			return err
 		}
-		return withLog(fmt.Errorf("testserver: %s: %w", s.name, ctx.Err()), s.logPath)
+		return withLog(fmt.Errorf("localserver: %s: %w", s.name, ctx.Err()), s.logPath)
 	}
 	if p.waitErr != nil {
-		return withLog(fmt.Errorf("testserver: %s: %w", s.name, p.waitErr), s.logPath)
+		return withLog(fmt.Errorf("localserver: %s: %w", s.name, p.waitErr), s.logPath)
 	}
 	return nil
 }
@@ -220,7 +220,7 @@ func (r *restartable) start(ctx context.Context, what string, spec procSpec, rea
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.proc != nil && !r.proc.exited() {
-		return fmt.Errorf("testserver: %s is already running", what)
+		return fmt.Errorf("localserver: %s is already running", what)
 	}
 	proc, err := startProcess(spec)
 	if err != nil {

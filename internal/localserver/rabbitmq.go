@@ -1,12 +1,8 @@
-package testserver
+package localserver
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -15,10 +11,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-)
 
-// rabbitBinaries are what StartRabbitMQ needs.
-var rabbitBinaries = []string{"rabbitmq-server", "rabbitmqctl", "epmd"}
+	amqp "github.com/rabbitmq/amqp091-go"
+)
 
 const (
 	rabbitUser = "kvtest"
@@ -29,9 +24,6 @@ const (
 	// after it was killed because ctx ended.
 	ctlWaitDelay = 5 * time.Second
 )
-
-// amqpHeader opens an AMQP 0-9-1 connection.
-const amqpHeader = "AMQP\x00\x00\x09\x01"
 
 // RabbitMQ is a single RabbitMQ node on loopback with one non-guest
 // administrator user on the default vhost.
@@ -56,19 +48,19 @@ type RabbitMQ struct {
 func StartRabbitMQ(ctx context.Context, dir string) (_ *RabbitMQ, err error) {
 	ctx, cancel := context.WithTimeout(ctx, rabbitStartTimeout)
 	defer cancel()
-	serverBin, err := findBinary("rabbitmq-server")
+	serverBin, err := FindBinary("rabbitmq-server")
 	if err != nil {
 		return nil, err
 	}
-	ctlBin, err := findBinary("rabbitmqctl")
+	ctlBin, err := FindBinary("rabbitmqctl")
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("testserver: rabbitmq dir: %w", err)
+		return nil, fmt.Errorf("localserver: rabbitmq dir: %w", err)
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, fmt.Errorf("testserver: rabbitmq dir: %w", err)
+		return nil, fmt.Errorf("localserver: rabbitmq dir: %w", err)
 	}
 	if err := startEPMD(ctx, dir); err != nil {
 		return nil, err
@@ -109,7 +101,7 @@ default_permissions.write = .*
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			return nil, fmt.Errorf("testserver: rabbitmq %s: %w", name, err)
+			return nil, fmt.Errorf("localserver: rabbitmq %s: %w", name, err)
 		}
 	}
 
@@ -151,7 +143,7 @@ default_permissions.write = .*
 // the daemon it is meant to be and never stopped; `epmd -daemon` exits at
 // once when one already runs.
 func startEPMD(ctx context.Context, dir string) error {
-	bin, err := findBinary("epmd")
+	bin, err := FindBinary("epmd")
 	if err != nil {
 		return err
 	}
@@ -178,7 +170,7 @@ func (r *RabbitMQ) Start(ctx context.Context) error {
 		logPath: r.logPath,
 	}
 	return r.server.start(ctx, "rabbitmq on "+loopback(r.port), spec, func(ctx context.Context) error {
-		return amqpReady(ctx, loopback(r.port))
+		return amqpReady(ctx, r.URL)
 	})
 }
 
@@ -207,58 +199,42 @@ func (r *RabbitMQ) Ctl(ctx context.Context, args ...string) (string, error) {
 	cmd.WaitDelay = ctlWaitDelay
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("testserver: rabbitmqctl %v: %w\n%s", args, err, out)
+		return string(out), fmt.Errorf("localserver: rabbitmqctl %v: %w\n%s", args, err, out)
 	}
 	return string(out), nil
 }
 
-// amqpReady opens an AMQP connection to addr and checks that the server
-// answers with Connection.Start, which it sends only once it is ready to
-// serve clients.
-func amqpReady(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return notReady(err)
-	}
-	defer conn.Close()
+// amqpReady opens an AMQP connection to url with amqp091-go, as a client
+// would (handshake, login, vhost), and closes it again. Every failure is
+// retried until the start budget runs out: while the node boots, a
+// connection is refused or reset, and the timeout error carries the last
+// failure and the node's log if it never gets ready.
+func amqpReady(ctx context.Context, url string) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(defaultIOTimeout)
+		deadline = time.Now().Add(checkTimeout)
 	}
-	if err := conn.SetDeadline(deadline); err != nil {
+	var conn net.Conn
+	c, err := amqp.DialConfig(url, amqp.Config{
+		// The deadline covers the TCP connect and the handshake; amqp091
+		// clears it once the connection is open.
+		Dial: func(network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn = nc
+			return nc, nc.SetDeadline(deadline)
+		},
+	})
+	if err != nil {
+		// A failed handshake leaves the socket open and amqp091's reader
+		// goroutine blocked on it; closing the socket ends both.
+		if conn != nil {
+			_ = conn.Close()
+		}
 		return notReady(err)
 	}
-	if _, err := io.WriteString(conn, amqpHeader); err != nil {
-		return notReady(err)
-	}
-	if err := readConnectionStart(bufio.NewReader(conn)); err != nil {
-		return notReady(err)
-	}
-	return nil
-}
-
-// readConnectionStart reads one AMQP frame and checks that it is the
-// Connection.Start method (class 10, method 10) on channel 0.
-func readConnectionStart(r io.Reader) error {
-	var hdr [7]byte // type, channel, size
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return fmt.Errorf("amqp: read frame header: %w", err)
-	}
-	if string(hdr[:4]) == "AMQP" {
-		return errors.New("amqp: server rejected the protocol version")
-	}
-	typ, channel, size := hdr[0], binary.BigEndian.Uint16(hdr[1:3]), binary.BigEndian.Uint32(hdr[3:7])
-	if typ != 1 || channel != 0 || size < 4 || size > 1<<20 {
-		return fmt.Errorf("amqp: unexpected frame type %d channel %d size %d", typ, channel, size)
-	}
-	payload := make([]byte, size+1) // the frame ends with 0xCE
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return fmt.Errorf("amqp: read frame: %w", err)
-	}
-	class, method := binary.BigEndian.Uint16(payload[0:2]), binary.BigEndian.Uint16(payload[2:4])
-	if class != 10 || method != 10 || payload[size] != 0xCE {
-		return fmt.Errorf("amqp: expected Connection.Start, got class %d method %d", class, method)
-	}
-	return nil
+	return c.CloseDeadline(deadline)
 }
