@@ -72,6 +72,7 @@ type API struct {
 	HTTPAddr          string
 	NodeID            uint64
 	MaxBodyBytes      int64
+	MaxInFlight       int
 	PublishTimeout    time.Duration
 	PublisherChannels int
 	ReadTimeout       time.Duration
@@ -181,6 +182,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	c := API{Common: loadCommon(e)}
 	c.HTTPAddr = e.address("HTTP_ADDR", ":8000")
 	c.MaxBodyBytes = e.bytes("MAX_BODY_BYTES", 8<<20, 1<<10, 256<<20)
+	c.MaxInFlight = e.integer("MAX_IN_FLIGHT", 512, 0, 1<<20)
 	c.PublishTimeout = e.duration("PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, time.Minute)
 	c.PublisherChannels = e.integer("PUBLISHER_CHANNELS", 4, 1, 64)
 	c.ReadTimeout = e.duration("READ_TIMEOUT", 3*time.Second, 10*time.Millisecond, time.Minute)

@@ -43,19 +43,40 @@ type healthResponse struct {
 	Timestamp string `json:"timestamp"`
 }
 
+// healthRefresh is the most often /health asks the dependencies: a load
+// balancer or a monitor polling it cannot turn into load on Redis and the
+// database.
+const healthRefresh = time.Second
+
 type health struct {
 	cache, store Pinger
 	broker       Broker
 	readiness    *Readiness
 	timeout      time.Duration
 	now          func() time.Time
+
+	mu        sync.Mutex
+	checkedAt time.Time
+	status    int
+	last      healthResponse
 }
 
-// check answers /health: every dependency is checked at once, each within
-// the timeout. The replica is "down" when it can neither read from the
+// check answers /health from the last state, refreshed when it is older
+// than healthRefresh: every dependency is checked at once, each within the
+// timeout. The replica is "down" when it can neither read from the
 // database nor accept writes, "degraded" when anything is failing.
 func (h *health) check(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now := h.now(); h.checkedAt.IsZero() || now.Sub(h.checkedAt) >= healthRefresh {
+		h.status, h.last = h.probe(c.Request.Context())
+		h.checkedAt = now
+	}
+	c.JSON(h.status, h.last)
+}
+
+func (h *health) probe(ctx context.Context) (int, healthResponse) {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	var cacheErr, storeErr error
 	var wg sync.WaitGroup
@@ -79,7 +100,7 @@ func (h *health) check(c *gin.Context) {
 	case cacheErr != nil || storeErr != nil || !brokerOK:
 		resp.Status = "degraded"
 	}
-	c.JSON(status, resp)
+	return status, resp
 }
 
 func okOrError(ok bool) string {

@@ -21,10 +21,15 @@ import (
 type Config struct {
 	KV           KV
 	MaxBodyBytes int64
-	Cache        Pinger
-	Store        Pinger
-	Broker       Broker
-	Readiness    *Readiness
+	// MaxInFlight bounds the client requests (GET, PUT, DELETE on /) this
+	// replica works on at once; more are answered 503 overloaded at once,
+	// with Retry-After, instead of queueing until every request times out.
+	// Zero means no bound.
+	MaxInFlight int
+	Cache       Pinger
+	Store       Pinger
+	Broker      Broker
+	Readiness   *Readiness
 	// HealthTimeout bounds each dependency check of /health.
 	HealthTimeout time.Duration
 	// ServedBy is sent as X-Served-By so that a client (and the e2e tests)
@@ -55,9 +60,10 @@ func New(cfg Config) http.Handler {
 	r.NoRoute(handle(func(*gin.Context) error { return errNoRoute }))
 
 	h := &handlers{kv: cfg.KV, maxBodyBytes: cfg.MaxBodyBytes}
-	r.GET("/", handle(h.get))
-	r.PUT("/", handle(h.put))
-	r.DELETE("/", handle(h.delete))
+	limit := limitInFlight(cfg.MaxInFlight, cfg.Registerer)
+	r.GET("/", limit, handle(h.get))
+	r.PUT("/", limit, handle(h.put))
+	r.DELETE("/", limit, handle(h.delete))
 
 	hc := &health{cache: cfg.Cache, store: cfg.Store, broker: cfg.Broker,
 		readiness: cfg.Readiness, timeout: cfg.HealthTimeout, now: cfg.Now}
@@ -158,6 +164,39 @@ func measure(reg prometheus.Registerer) gin.HandlerFunc {
 		}
 		requests.WithLabelValues(route, method, strconv.Itoa(c.Writer.Status())).Inc()
 		duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+	}
+}
+
+// errOverloaded sheds a request beyond the in-flight limit.
+var errOverloaded = &httpError{status: http.StatusServiceUnavailable, code: "overloaded",
+	msg: "this replica is at its limit of requests in flight; retry later"}
+
+// limitInFlight admits at most max client requests at once and sheds the
+// rest with errOverloaded; it exports the number in flight, a load signal
+// for the scaler.
+func limitInFlight(max int, reg prometheus.Registerer) gin.HandlerFunc {
+	inFlight := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "kvfleet_http_in_flight",
+		Help: "Client requests this replica is working on.",
+	})
+	var slots chan struct{}
+	if max > 0 {
+		slots = make(chan struct{}, max)
+	}
+	return func(c *gin.Context) {
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			default:
+				_ = c.Error(errOverloaded)
+				c.Abort()
+				return
+			}
+		}
+		inFlight.Inc()
+		defer inFlight.Dec()
+		c.Next()
 	}
 }
 

@@ -1,0 +1,149 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvfleet/kvfleet/internal/httpapi"
+	"github.com/kvfleet/kvfleet/internal/kv"
+	"github.com/kvfleet/kvfleet/internal/kvtest"
+	"github.com/kvfleet/kvfleet/internal/version"
+)
+
+// blockingKV holds every Get until release is closed.
+type blockingKV struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingKV) Get(ctx context.Context, key string) (kv.Item, kv.Source, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return kv.Item{Key: key, Value: "v", Version: kvtest.V(1)}, kv.SourceCache, nil
+}
+
+func (b *blockingKV) Put(context.Context, string, string) (version.Version, error) {
+	return kvtest.V(2), nil
+}
+
+func (b *blockingKV) Delete(context.Context, string) (version.Version, error) {
+	return kvtest.V(3), nil
+}
+
+// Beyond the in-flight limit a replica answers 503 overloaded at once, with
+// Retry-After, rather than queueing requests until they all time out; its
+// health endpoints stay out of the limit.
+func TestInFlightLimitShedsLoad(t *testing.T) {
+	block := &blockingKV{entered: make(chan struct{}, 8), release: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	h := httpapi.New(httpapi.Config{
+		KV: block, MaxBodyBytes: 1 << 10, MaxInFlight: 2,
+		Cache: kvtest.Pinger{}, Store: kvtest.Pinger{}, Broker: kvtest.Broker{Up: true},
+		Readiness: &httpapi.Readiness{}, HealthTimeout: time.Second,
+		Now: time.Now, Logger: slog.New(slog.DiscardHandler), Registerer: reg,
+	})
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?key=k", nil))
+		return rec
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if rec := get(); rec.Code != http.StatusOK {
+				t.Errorf("admitted request answered %d: %s", rec.Code, rec.Body)
+			}
+		})
+	}
+	<-block.entered
+	<-block.entered
+	if got := gaugeValue(t, reg, "kvfleet_http_in_flight"); got != 2 {
+		t.Errorf("kvfleet_http_in_flight = %v, want 2", got)
+	}
+
+	rec := get()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("third request: %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	var body struct{ Detail, Code string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Code != "overloaded" || body.Detail == "" {
+		t.Errorf("shed body %s (%v), want code overloaded", rec.Body, err)
+	}
+	health := httptest.NewRecorder()
+	h.ServeHTTP(health, httptest.NewRequest(http.MethodGet, "/health", nil))
+	if health.Code != http.StatusOK {
+		t.Errorf("/health at the limit = %d, want 200", health.Code)
+	}
+
+	close(block.release)
+	wg.Wait()
+	block.release = make(chan struct{})
+	close(block.release)
+	if rec := get(); rec.Code != http.StatusOK {
+		t.Errorf("after the load passed: %d, want 200", rec.Code)
+	}
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+// countingPinger counts the round trips /health makes.
+type countingPinger struct{ n atomic.Int64 }
+
+func (p *countingPinger) Ping(context.Context) error { p.n.Add(1); return nil }
+
+// /health answers from a state refreshed at most once a second, so that
+// polling it is no load on the dependencies.
+func TestHealthIsRefreshedAtMostOnceASecond(t *testing.T) {
+	var now atomic.Pointer[time.Time]
+	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	now.Store(&start)
+	cachePing, storePing := &countingPinger{}, &countingPinger{}
+	h := httpapi.New(httpapi.Config{
+		KV: &blockingKV{}, MaxBodyBytes: 1 << 10,
+		Cache: cachePing, Store: storePing, Broker: kvtest.Broker{Up: true},
+		Readiness: &httpapi.Readiness{}, HealthTimeout: time.Second,
+		Now: func() time.Time { return *now.Load() }, Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+	})
+	poll := func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("/health = %d", rec.Code)
+		}
+	}
+	for range 50 {
+		poll()
+	}
+	if c, s := cachePing.n.Load(), storePing.n.Load(); c != 1 || s != 1 {
+		t.Fatalf("50 polls within a second pinged Redis %d and the database %d times, want 1 each", c, s)
+	}
+	later := start.Add(time.Second)
+	now.Store(&later)
+	poll()
+	poll()
+	if c, s := cachePing.n.Load(), storePing.n.Load(); c != 2 || s != 2 {
+		t.Fatalf("after a second: pinged %d and %d times, want 2 each", c, s)
+	}
+}
