@@ -235,8 +235,14 @@ func (h *harness) run(t *testing.T, msgs ...message) {
 	h.wait(t)
 }
 
-// metric finds a metric by name and, if label is set, by its result label.
+// metric finds a metric by name and, if result is set, by its result label.
 func (h *harness) metric(t *testing.T, name, result string) *dto.Metric {
+	t.Helper()
+	return h.metricWith(t, name, "result", result)
+}
+
+// metricWith finds a metric by name and, if value is set, by label.
+func (h *harness) metricWith(t *testing.T, name, label, value string) *dto.Metric {
 	t.Helper()
 	families, err := h.reg.Gather()
 	if err != nil {
@@ -247,11 +253,11 @@ func (h *harness) metric(t *testing.T, name, result string) *dto.Metric {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if result == "" {
+			if value == "" {
 				return m
 			}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
+				if l.GetName() == label && l.GetValue() == value {
 					return m
 				}
 			}
@@ -1013,34 +1019,9 @@ func TestGuardsRefuseWritesOutsideTheWindow(t *testing.T) {
 	if got := h.store.Snapshot(); len(got) != len(want) {
 		t.Errorf("store = %v, want only %v", got, want)
 	}
-	m := h.metric(t, "kvfleet_consumer_guarded_total", "")
-	if m == nil {
-		t.Fatal("kvfleet_consumer_guarded_total not exported")
-	}
 	for _, reason := range []string{"older_than_retention", "future_version"} {
-		if got := guarded(t, h, reason); got != 1 {
+		if got := h.metricWith(t, "kvfleet_consumer_guarded_total", "reason", reason).GetCounter().GetValue(); got != 1 {
 			t.Errorf("guarded{reason=%q} = %v, want 1", reason, got)
 		}
 	}
-}
-
-func guarded(t *testing.T, h *harness, reason string) float64 {
-	t.Helper()
-	families, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range families {
-		if mf.GetName() != "kvfleet_consumer_guarded_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }

@@ -201,11 +201,7 @@ func (s *Store) MarkStale(ctx context.Context, items []kv.Item) error {
 	for _, item := range items {
 		args = append(args, []byte(item.Key), item.Version.Bytes())
 	}
-	err := s.timed(ctx, "mark_stale", func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, b.String(), args...)
-		return err
-	})
-	if err != nil {
+	if err := s.exec(ctx, "mark_stale", b.String(), args); err != nil {
 		return fmt.Errorf("store: mark %d keys stale: %w", len(items), err)
 	}
 	return nil
@@ -265,14 +261,18 @@ func (s *Store) Unmark(ctx context.Context, items []kv.Item) error {
 		fmt.Fprintf(&b, "(key = $%d AND version <= $%d)", 2*i+1, 2*i+2)
 		args = append(args, []byte(item.Key), item.Version.Bytes())
 	}
-	err := s.timed(ctx, "unmark", func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, b.String(), args...)
-		return err
-	})
-	if err != nil {
+	if err := s.exec(ctx, "unmark", b.String(), args); err != nil {
 		return fmt.Errorf("store: unmark %d keys: %w", len(items), err)
 	}
 	return nil
+}
+
+// exec runs one statement that returns no rows.
+func (s *Store) exec(ctx context.Context, op, sql string, args []any) error {
+	return s.timed(ctx, op, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, sql, args...)
+		return err
+	})
 }
 
 // PurgeTombstones deletes up to limit tombstones older than before and
