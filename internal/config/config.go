@@ -257,3 +257,26 @@ func HealthcheckURL(getenv func(string) string, name, def, path string) (string,
 	_, port, _ := splitHostPort(addr)
 	return "http://127.0.0.1:" + port + path, nil
 }
+
+// APIVariables lists every variable the API reads, with the prefix: for
+// deployment checks (the Compose file and the Kubernetes manifests must
+// set the same ones), taken from the loader itself so that it cannot drift.
+func APIVariables() []string { return variablesRead(func(g func(string) string) { _, _ = LoadAPI(g) }) }
+
+// ConsumerVariables lists every variable the consumer reads, with the prefix.
+func ConsumerVariables() []string {
+	return variablesRead(func(g func(string) string) { _, _ = LoadConsumer(g) })
+}
+
+func variablesRead(load func(getenv func(string) string)) []string {
+	var names []string
+	seen := make(map[string]bool)
+	load(func(name string) string {
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+		return ""
+	})
+	return names
+}

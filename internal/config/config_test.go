@@ -529,3 +529,31 @@ func TestHealthcheckURL(t *testing.T) {
 		})
 	}
 }
+
+func TestVariablesListsWhatTheLoadersRead(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		list []string
+		want []string
+		not  []string
+	}{
+		"api":      {config.APIVariables(), []string{"KVFLEET_REDIS_PASSWORD", "KVFLEET_DATABASE_URL", "KVFLEET_AMQP_URLS", "KVFLEET_HTTP_ADDR", "KVFLEET_MAX_IN_FLIGHT", "KVFLEET_NODE_ID"}, []string{"KVFLEET_BATCH_SIZE"}},
+		"consumer": {config.ConsumerVariables(), []string{"KVFLEET_REDIS_PASSWORD", "KVFLEET_BATCH_SIZE", "KVFLEET_REPAIR_INTERVAL", "KVFLEET_MAX_CLOCK_SKEW"}, []string{"KVFLEET_HTTP_ADDR"}},
+	} {
+		for _, v := range tc.want {
+			if !slices.Contains(tc.list, v) {
+				t.Errorf("%s: %s missing from %v", name, v, tc.list)
+			}
+		}
+		for _, v := range tc.not {
+			if slices.Contains(tc.list, v) {
+				t.Errorf("%s: lists %s, which it does not read", name, v)
+			}
+		}
+		for _, v := range tc.list {
+			if !strings.HasPrefix(v, config.Prefix) {
+				t.Errorf("%s: %s lacks the prefix", name, v)
+			}
+		}
+	}
+}
