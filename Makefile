@@ -4,7 +4,7 @@ BIN      := bin
 BINARIES := kvfleet-api kvfleet-consumer kvfleet-local
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-short e2e lint bench fuzz up down logs run-local clean
+.PHONY: help build test test-short e2e lint bench fuzz up down logs run-local clean check-repo
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ logs: ## print the fleet's recent logs
 
 run-local: ## without Docker: one API and one consumer on local servers, with smoke tests
 	scripts/run-local.sh
+
+check-repo: ## fail if any tracked file is over 1 MiB (CI runs it first)
+	scripts/check-repo.sh
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # Brings up the kvfleet fleet with Docker Compose and proves it works.
+# Usage: see usage() below, or ./start.sh --help.
 #
-#   ./start.sh                 build, start (or update) the fleet, run the smoke tests
-#   ./start.sh --down          stop the fleet, keeping its data volumes
-#   ./start.sh --down --volumes  stop it and delete its data
-#   ./start.sh --logs          print the last log lines of every service
-#
-# Settings (environment or .env): KVFLEET_DB=cockroach|postgres,
-# KVFLEET_PORT (8000), KVFLEET_BIND (127.0.0.1), KVFLEET_API_REPLICAS (3),
-# KVFLEET_CONSUMER_REPLICAS (2), KVFLEET_START_TIMEOUT (600 seconds),
-# KVFLEET_COMPOSE ("docker compose" or "docker-compose"; found by default).
-#
-# On first run it writes .env with random secrets (kept on later runs).
-# When no container registry is reachable it builds stand-in images from
-# Debian's packages and runs the PostgreSQL profile without Grafana, and
-# says so.
+# On first run it writes .env with random secrets; later runs keep them and
+# add any secret a newer version needs. Image tags come from
+# deploy/images.env. When no container registry is reachable it builds
+# stand-in images from Debian's packages and runs the PostgreSQL profile
+# without Grafana, and says so.
 set -euo pipefail
 cd "$(dirname "$0")"
+# shellcheck source=scripts/lib/compose.sh
+source scripts/lib/compose.sh
+# shellcheck source=scripts/lib/images.sh
+source scripts/lib/images.sh
+
+usage() {
+	cat <<'USAGE'
+Usage: ./start.sh [--down [--volumes] | --logs | --help]
+
+  (no argument)        build, start (or update) the fleet, run the smoke tests
+  --down               stop the fleet, keeping its data volumes
+  --down --volumes     stop it and delete its data
+  --logs               print the last log lines of every service
+  -h, --help           print this help
+
+Settings (environment or .env): KVFLEET_DB=cockroach|postgres,
+KVFLEET_PORT (8000), KVFLEET_BIND (127.0.0.1), KVFLEET_API_REPLICAS (3),
+KVFLEET_CONSUMER_REPLICAS (2), KVFLEET_START_TIMEOUT (600 seconds),
+KVFLEET_COMPOSE ("docker compose" or "docker-compose"; found by default),
+KVFLEET_APP_IMAGE (an API/consumer image to run instead of building
+kvfleet:local from the source).
+USAGE
+}
 
 # A second fleet (the e2e tests) can run beside the first with its own
 # project name, env file and port.
@@ -32,36 +47,14 @@ die() {
 
 # --- prerequisites ----------------------------------------------------------
 
+# COMPOSE is set by find_compose (scripts/lib/compose.sh).
 COMPOSE=()
-find_compose() {
-	if [[ -n ${KVFLEET_COMPOSE:-} ]]; then
-		# An explicit choice, e.g. KVFLEET_COMPOSE=docker-compose for v1.
-		read -r -a COMPOSE <<<"$KVFLEET_COMPOSE"
-	elif docker compose version >/dev/null 2>&1; then
-		COMPOSE=(docker compose)
-	elif command -v docker-compose >/dev/null && docker-compose version >/dev/null 2>&1; then
-		COMPOSE=(docker-compose)
-		if command -v go >/dev/null; then
-			note "only the old docker-compose (v1) is installed; building the Compose v2 plugin (scripts/install-compose.sh)"
-			if scripts/install-compose.sh; then
-				COMPOSE=(docker compose)
-			else
-				note "could not build Compose v2; continuing with docker-compose v1"
-			fi
-		fi
-	elif command -v go >/dev/null; then
-		scripts/install-compose.sh
-		COMPOSE=(docker compose)
-	else
-		die "Docker Compose is missing: install the Compose plugin (apt-get install docker-compose-plugin) or docker-compose"
-	fi
-}
 
 check_prerequisites() {
 	command -v docker >/dev/null || die "Docker is not installed; see https://docs.docker.com/engine/install/"
 	docker info >/dev/null 2>&1 || die "the Docker engine is not reachable; start it (systemctl start docker) or check that you may use it (the docker group)"
 	command -v curl >/dev/null || die "curl is missing; run: apt-get install -y curl"
-	find_compose
+	find_compose || die "no usable Docker Compose (see above)"
 	note "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n1))"
 }
 
@@ -105,43 +98,43 @@ write_env() {
 	fi
 	env_default COMPOSE_PROJECT_NAME "$PROJECT"
 	if [[ -n ${KVFLEET_PORT:-} ]]; then env_set KVFLEET_PORT "$KVFLEET_PORT"; fi
+	# Each secret is added when missing, also to an older .env, so that a
+	# fleet started by an earlier version gets the ones added since.
 	env_default KVFLEET_REDIS_PASSWORD "$(secret)"
 	env_default KVFLEET_REDIS_SENTINEL_PASSWORD "$(secret)"
+	# The database owner (schema migrations) and the applications' own
+	# user, which may only read and write the tables.
 	env_default KVFLEET_DB_PASSWORD "$(secret)"
+	env_default KVFLEET_DB_APP_PASSWORD "$(secret)"
+	# The applications' RabbitMQ user, and the management UI's admin.
 	env_default KVFLEET_RABBITMQ_PASSWORD "$(secret)"
+	env_default KVFLEET_RABBITMQ_ADMIN_PASSWORD "$(secret)"
 	env_default KVFLEET_RABBITMQ_COOKIE "$(secret)"
 	env_default KVFLEET_GRAFANA_PASSWORD "$(secret)"
 }
 
 # --- images -----------------------------------------------------------------
 
-# The official images the compose file defaults to, by variable.
-declare -A OFFICIAL=(
-	[KVFLEET_REDIS_IMAGE]=redis:7.2-bookworm
-	[KVFLEET_RABBITMQ_IMAGE]=rabbitmq:3.13-management
-	[KVFLEET_POSTGRES_IMAGE]=postgres:16-bookworm
-	[KVFLEET_NGINX_IMAGE]=nginx:1.27-bookworm
-	[KVFLEET_HAPROXY_IMAGE]=haproxy:2.8-bookworm
-	[KVFLEET_PROMETHEUS_IMAGE]=prom/prometheus:v2.53.2
-	[KVFLEET_COCKROACH_IMAGE]=cockroachdb/cockroach:v24.3.5
-	[KVFLEET_GRAFANA_IMAGE]=grafana/grafana:11.2.2
-)
-# Their Debian stand-ins (no CockroachDB or Grafana: Debian packages neither).
-declare -A STANDIN=(
-	[KVFLEET_REDIS_IMAGE]=kvfleet-standin/redis:bookworm
-	[KVFLEET_RABBITMQ_IMAGE]=kvfleet-standin/rabbitmq:bookworm
-	[KVFLEET_POSTGRES_IMAGE]=kvfleet-standin/postgres:bookworm
-	[KVFLEET_NGINX_IMAGE]=kvfleet-standin/nginx:bookworm
-	[KVFLEET_HAPROXY_IMAGE]=kvfleet-standin/haproxy:bookworm
-	[KVFLEET_PROMETHEUS_IMAGE]=kvfleet-standin/prometheus:bookworm
+# The role of each image that has a Debian stand-in (CockroachDB and
+# Grafana have none: Debian packages neither); the stand-in of role R is
+# kvfleet-standin/R:<KVFLEET_STANDIN_SUITE> (deploy/images.env).
+declare -A STANDIN_ROLE=(
+	[KVFLEET_REDIS_IMAGE]=redis
+	[KVFLEET_RABBITMQ_IMAGE]=rabbitmq
+	[KVFLEET_POSTGRES_IMAGE]=postgres
+	[KVFLEET_NGINX_IMAGE]=nginx
+	[KVFLEET_HAPROXY_IMAGE]=haproxy
+	[KVFLEET_PROMETHEUS_IMAGE]=prometheus
 )
 
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # registry_reachable: one bounded pull of a small official image decides.
 registry_reachable() {
-	image_present "${OFFICIAL[KVFLEET_HAPROXY_IMAGE]}" && return 0
-	timeout 60 docker pull -q "${OFFICIAL[KVFLEET_HAPROXY_IMAGE]}" >/dev/null 2>&1
+	local probe
+	probe=$(pinned_image KVFLEET_HAPROXY_IMAGE) || die "deploy/images.env is incomplete"
+	image_present "$probe" && return 0
+	timeout 60 docker pull -q "$probe" >/dev/null 2>&1
 }
 
 choose_images() {
@@ -153,8 +146,14 @@ choose_images() {
 		env_set KVFLEET_IMAGES "$mode"
 	fi
 	local var
+	# Every image variable gets its pinned tag on every run, so that .env
+	# follows deploy/images.env; Compose needs all of them, also those of
+	# profiles that are not running. (A variable set in the environment
+	# still overrides .env.)
+	for var in $(pinned_image_names); do
+		env_set "$var" "$(pinned_image "$var")" || die "deploy/images.env is incomplete"
+	done
 	if [[ $mode == official ]]; then
-		for var in "${!OFFICIAL[@]}"; do env_default "$var" "${OFFICIAL[$var]}"; done
 		env_default KVFLEET_DB "${KVFLEET_DB:-cockroach}"
 		local db
 		db=$(env_get KVFLEET_DB)
@@ -165,7 +164,9 @@ choose_images() {
 	say "no container registry is reachable: using stand-in images built from Debian's packages"
 	note "CockroachDB and Grafana have no Debian package: this fleet runs the PostgreSQL profile, without Grafana"
 	scripts/build-standin-images.sh
-	for var in "${!STANDIN[@]}"; do env_set "$var" "${STANDIN[$var]}"; done
+	local suite
+	suite=$(pinned_image KVFLEET_STANDIN_SUITE) || die "deploy/images.env is incomplete"
+	for var in "${!STANDIN_ROLE[@]}"; do env_set "$var" "kvfleet-standin/${STANDIN_ROLE[$var]}:$suite"; done
 	env_set KVFLEET_DB postgres
 	env_set COMPOSE_PROFILES postgres
 	GRAFANA=no
@@ -182,12 +183,19 @@ quietly() {
 }
 
 build_app_image() {
+	if [[ -n ${KVFLEET_APP_IMAGE:-} ]]; then
+		image_present "$KVFLEET_APP_IMAGE" || die "KVFLEET_APP_IMAGE=$KVFLEET_APP_IMAGE is not a local image; build or pull it, or unset KVFLEET_APP_IMAGE"
+		say "using the API and consumer image $KVFLEET_APP_IMAGE (KVFLEET_APP_IMAGE; not building)"
+		return
+	fi
 	say "building the API and consumer image (kvfleet:local)"
 	if command -v go >/dev/null; then
 		make --no-print-directory build >/dev/null
 		quietly docker build -q -f deploy/prebuilt.Dockerfile -t kvfleet:local .
 	else
-		quietly docker build -q -f deploy/Dockerfile -t kvfleet:local .
+		local go_image
+		go_image=$(pinned_image KVFLEET_GO_IMAGE) || die "deploy/images.env is incomplete"
+		quietly docker build -q --build-arg "GO_IMAGE=$go_image" -f deploy/Dockerfile -t kvfleet:local .
 	fi
 }
 
@@ -283,7 +291,7 @@ bring_up() {
 	rm -f "$up_log"
 	# Nginx resolves "api" when it loads its configuration: reload it so that
 	# it balances over exactly the replicas running now.
-	compose exec -T nginx nginx -c /etc/kvfleet/nginx.conf -s reload >/dev/null 2>&1
+	compose exec -T nginx nginx -c /etc/kvfleet/nginx/nginx.conf -s reload >/dev/null 2>&1
 }
 
 summary() {
@@ -294,7 +302,7 @@ kvfleet is up.
   API         http://127.0.0.1:$port/   (curl "http://127.0.0.1:$port/?key=teste")
   health      http://127.0.0.1:$port/health
   Prometheus  http://127.0.0.1:${KVFLEET_PROMETHEUS_PORT:-9090}/
-  RabbitMQ UI http://127.0.0.1:${KVFLEET_RABBITMQ_UI_PORT:-15672}/   (user kvfleet, password KVFLEET_RABBITMQ_PASSWORD in $ENV_FILE)
+  RabbitMQ UI http://127.0.0.1:${KVFLEET_RABBITMQ_UI_PORT:-15672}/   (user admin, password KVFLEET_RABBITMQ_ADMIN_PASSWORD in $ENV_FILE)
 MSG
 	if [[ $GRAFANA == yes ]]; then
 		printf '  Grafana     http://127.0.0.1:%s/   (user admin, password KVFLEET_GRAFANA_PASSWORD in %s)\n' "${KVFLEET_GRAFANA_PORT:-3000}" "$ENV_FILE"
@@ -308,21 +316,44 @@ MSG
 MSG
 }
 
+# bad_usage MESSAGE: says what is wrong, prints the usage, exits 2.
+bad_usage() {
+	printf 'start.sh: %s\n\n' "$1" >&2
+	usage >&2
+	exit 2
+}
+
 main() {
+	# The arguments are checked before anything is touched: a mistyped
+	# option must not bring the fleet up.
+	local action
+	case "$#:${1-}:${2-}" in
+	0::) action=up ;;
+	1:-h: | 1:--help:)
+		usage
+		return
+		;;
+	1:--logs:) action=logs ;;
+	1:--down:) action=down ;;
+	2:--down:--volumes) action=down-volumes ;;
+	*) bad_usage "unknown arguments: $*" ;;
+	esac
 	check_prerequisites
-	if [[ ${1:-} == --logs ]]; then
+	case $action in
+	logs)
 		compose --profile cockroach --profile postgres --profile grafana logs --no-color --tail 200
 		return
-	fi
-	if [[ ${1:-} == --down ]]; then
+		;;
+	down | down-volumes)
 		say "stopping the fleet"
-		if [[ ${2:-} == --volumes ]]; then
+		if [[ $action == down-volumes ]]; then
 			compose --profile cockroach --profile postgres --profile grafana down --volumes --remove-orphans
 		else
 			compose --profile cockroach --profile postgres --profile grafana down --remove-orphans
 		fi
 		return
-	fi
+		;;
+	esac
 	port_free "${KVFLEET_PORT:-8000}" || die "port ${KVFLEET_PORT:-8000} is in use by another program; stop it or set KVFLEET_PORT"
 	write_env
 	GRAFANA=no

@@ -8,11 +8,15 @@
 # image.
 #
 # Usage: scripts/build-standin-images.sh [--rebuild]
-# Tags:  kvfleet-standin/<role>:bookworm for redis rabbitmq postgres nginx haproxy prometheus
+# Tags:  kvfleet-standin/<role>:<suite> for redis rabbitmq postgres nginx haproxy prometheus,
+#        the suite being KVFLEET_STANDIN_SUITE in deploy/images.env (bookworm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/images.sh
+source scripts/lib/images.sh
 
-readonly SUITE=bookworm
+SUITE=$(pinned_image KVFLEET_STANDIN_SUITE)
+readonly SUITE
 readonly BASE_IMAGE=kvfleet-standin/base:$SUITE
 readonly ROLES=(redis rabbitmq postgres nginx haproxy prometheus)
 # One root file system carries every role's packages: a single debootstrap

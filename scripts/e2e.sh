@@ -5,10 +5,13 @@
 # nginx, saves the fleet's logs to e2e-logs.txt if anything fails, and
 # tears the fleet and its volumes down.
 #
-# Without a reachable Docker engine it skips, except with CI=true, where
-# that is a failure.
+# It uses the Compose command that start.sh uses (KVFLEET_COMPOSE, or the
+# same search: scripts/lib/compose.sh). Without a reachable Docker engine it
+# skips, except with CI=true, where that is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/compose.sh
+source scripts/lib/compose.sh
 
 export KVFLEET_PROJECT=kvfleet-e2e
 export KVFLEET_ENV_FILE=.env.e2e
@@ -36,11 +39,16 @@ main() {
 		say "SKIPPED: no reachable Docker engine (start Docker to run the end-to-end tests)"
 		return
 	fi
+	COMPOSE=()
+	find_compose || exit 1
+	# start.sh then makes the same choice without searching again.
+	export KVFLEET_COMPOSE="${COMPOSE[*]}"
+	say "using: $KVFLEET_COMPOSE"
 	trap teardown EXIT
 	rm -f e2e-logs.txt
 	./start.sh
 	say "checking that the default (CockroachDB) profile's configuration is valid"
-	docker compose --project-name "$KVFLEET_PROJECT" --env-file "$KVFLEET_ENV_FILE" \
+	"${COMPOSE[@]}" --project-name "$KVFLEET_PROJECT" --env-file "$KVFLEET_ENV_FILE" \
 		--profile cockroach --profile grafana config -q
 	say "running the suite against $KVFLEET_E2E_URL"
 	local rc=0

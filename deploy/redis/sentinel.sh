@@ -5,6 +5,9 @@
 set -euo pipefail
 : "${REDIS_PASSWORD:?}" "${SENTINEL_PASSWORD:?}" "${SENTINEL_ANNOUNCE:?}"
 conf=/data/sentinel.conf
+# The passwords stay in this file, readable only by redis, and off the
+# command line.
+umask 077
 cat >"$conf" <<CONF
 port 26379
 dir /data
