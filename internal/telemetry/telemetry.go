@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,20 +71,51 @@ func writeStatus(w http.ResponseWriter, code int, status string) {
 
 // Listen binds the servers' addresses now, so that a port conflict fails
 // start-up instead of surfacing later in a goroutine. On error it closes
-// the listeners it opened.
+// the listeners it opened. An address of the form "@host:port" binds port
+// on the local address through which host is reached (see LocalAddrToward).
 func Listen(servers ...*http.Server) ([]net.Listener, error) {
 	lns := make([]net.Listener, 0, len(servers))
+	fail := func(err error) ([]net.Listener, error) {
+		for _, open := range lns {
+			_ = open.Close()
+		}
+		return nil, err
+	}
 	for _, srv := range servers {
-		ln, err := net.Listen("tcp", srv.Addr)
+		addr, err := LocalAddrToward(srv.Addr)
 		if err != nil {
-			for _, open := range lns {
-				_ = open.Close()
-			}
-			return nil, fmt.Errorf("listen on %s: %w", srv.Addr, err)
+			return fail(err)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fail(fmt.Errorf("listen on %s: %w", srv.Addr, err))
 		}
 		lns = append(lns, ln)
 	}
 	return lns, nil
+}
+
+// LocalAddrToward resolves "@host:port" to "ip:port", where ip is this
+// machine's address on the route to host; any other address is returned as
+// it is. In the fleet the API sits on two networks, and its operations port
+// (metrics, pprof) should be reachable from the back network only:
+// "@db-proxy:9100" binds it to the interface that faces the database's
+// proxy. Connecting a UDP socket sends nothing; it only picks the route.
+func LocalAddrToward(addr string) (string, error) {
+	if !strings.HasPrefix(addr, "@") {
+		return addr, nil
+	}
+	host, port, err := net.SplitHostPort(addr[1:])
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	conn, err := net.Dial("udp", net.JoinHostPort(host, "9"))
+	if err != nil {
+		return "", fmt.Errorf("address %q: find the local address toward %s: %w", addr, host, err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().(*net.UDPAddr)
+	return net.JoinHostPort(local.IP.String(), port), nil
 }
 
 // Serve runs srv on ln until ctx ends, then shuts it down gracefully within
