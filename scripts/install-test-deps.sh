@@ -10,9 +10,11 @@
 set -euo pipefail
 
 # procps gives the tests and their authors pgrep/ps to look at servers.
-readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps)
+# prometheus gives promtool, which evaluates the autoscaler's queries and the
+# alert rules in tests.
+readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps prometheus)
 # The system services those packages install, by service name.
-readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server)
+readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server prometheus)
 readonly POLICY_RC_D=/usr/sbin/policy-rc.d
 
 log() {
@@ -100,7 +102,7 @@ stop_services() {
 # verify_binaries checks for the programs internal/localserver runs.
 verify_binaries() {
 	local bin
-	for bin in redis-server redis-sentinel epmd; do
+	for bin in redis-server redis-sentinel epmd promtool; do
 		command -v "$bin" >/dev/null || die "$bin not found after installing; check the apt-get output above"
 	done
 	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
