@@ -147,3 +147,24 @@ func TestHealthIsRefreshedAtMostOnceASecond(t *testing.T) {
 		t.Fatalf("after a second: pinged %d and %d times, want 2 each", c, s)
 	}
 }
+
+// While draining, every response asks the client (nginx) to close its
+// connection, so that no pooled connection is found closed mid-write when
+// the server stops.
+func TestDrainingClosesConnections(t *testing.T) {
+	f := newFixture(t, deps{})
+	f.ready.SetReady(true)
+	if got := f.do(t, request{method: http.MethodGet, target: "/?key=k"}).Header().Get("Connection"); got != "" {
+		t.Errorf("ready replica sent Connection: %q, want none", got)
+	}
+	f.ready.SetReady(false)
+	for _, r := range []request{
+		{method: http.MethodGet, target: "/?key=k"},
+		{method: http.MethodPut, body: `{"key_name":"k","key_value":"v"}`},
+		{method: http.MethodGet, target: "/readyz"},
+	} {
+		if got := f.do(t, r).Header().Get("Connection"); got != "close" {
+			t.Errorf("%s %s while draining: Connection %q, want close", r.method, r.target, got)
+		}
+	}
+}

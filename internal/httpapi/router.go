@@ -51,6 +51,7 @@ func New(cfg Config) http.Handler {
 	r.RedirectFixedPath = false
 
 	r.Use(
+		closeWhileDraining(cfg.Readiness),
 		requestIDs(cfg.ServedBy),
 		measure(cfg.Registerer),
 		recoverPanics(cfg.Logger),
@@ -92,6 +93,21 @@ func restoreWriteMethod(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// closeWhileDraining asks the client to close its connection after each
+// response while the replica is not ready (draining before a stop). Nginx
+// then drops its pooled keep-alive connections to this replica one by one
+// as they carry their last request, instead of finding them closed under
+// it when the server shuts down, which for a write it may not resend would
+// be a 502.
+func closeWhileDraining(readiness *Readiness) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !readiness.Ready() {
+			c.Header("Connection", "close")
+		}
+		c.Next()
+	}
 }
 
 const requestIDKey = "request_id"
