@@ -4,14 +4,18 @@ BIN      := bin
 BINARIES := kvfleet-api kvfleet-consumer kvfleet-local
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-short e2e lint bench fuzz up down logs run-local clean check-repo
+.PHONY: help build scaler test test-short e2e lint bench fuzz up down logs run-local clean check-repo
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the binaries into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+scaler: ## build the autoscaler that ./monitor-scale.sh runs (bin/kvfleet-scaler)
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kvfleet-scaler
 
 test: ## the README's test command: unit and integration tests (-race), then the e2e suite on a Compose fleet
 	scripts/install-test-deps.sh
@@ -23,8 +27,31 @@ test: ## the README's test command: unit and integration tests (-race), then the
 e2e: ## bring up a separate fleet (project kvfleet-e2e, port 18000), run the e2e suite, tear it down
 	scripts/e2e.sh
 
+# The chaos suite needs a running fleet; it touches only the containers of
+# KVFLEET_PROJECT (kvfleet) and sends traffic only to 127.0.0.1.
+CHAOS_FLAGS ?=
+
+.PHONY: chaos
+chaos: ## faults one at a time under load on the running fleet (./start.sh first); CHAOS_FLAGS=--quick: CI's short schedule
+	$(GO) run ./cmd/kvfleet-chaos $(CHAOS_FLAGS)
+
+# The benchmark needs a running fleet (./start.sh); it sends traffic only to
+# 127.0.0.1, and the containers it starts (reference server and nginx,
+# broker helpers) carry the label kvfleet.bench.run and are removed at the end.
+BENCH_FLAGS ?=
+
+.PHONY: bench-fleet
+bench-fleet: ## measure the running fleet against a reference on this machine (./start.sh first); BENCH_FLAGS=-quick: ~3 min
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/kvfleet-bench ./cmd/kvfleet-refserver
+	$(BIN)/kvfleet-bench $(BENCH_FLAGS)
+
 test-short: ## unit tests only (no servers needed)
 	$(GO) test -race -short ./...
+
+.PHONY: k8s-test
+k8s-test: ## render the Kubernetes overlays (deploy/kubernetes) and check them; no cluster needed
+	$(GO) test -race -count=1 ./deploy/kubernetes/
 
 lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...
