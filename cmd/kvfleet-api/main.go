@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string) error {
 	service := kv.NewService(kv.ServiceConfig{Limits: cfg.Limits, Clock: version.NewClock(cfg.NodeID, time.Now),
 		Cache: deps.Cache, Store: deps.Store, Publisher: publisher, Now: time.Now, ReadTimeout: cfg.ReadTimeout, Registerer: reg})
 	readiness := &httpapi.Readiness{}
-	hostname, _ := os.Hostname()
+	hostname, _ := os.Hostname() // X-Served-By; empty if unknown
 	api := &http.Server{Addr: cfg.HTTPAddr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		Handler: httpapi.New(httpapi.Config{KV: service, MaxBodyBytes: cfg.MaxBodyBytes, MaxInFlight: cfg.MaxInFlight, Cache: deps.Cache, Store: deps.Store,
 			Broker: publisher, Readiness: readiness, HealthTimeout: cfg.HealthTimeout, ServedBy: hostname,
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	// Start: the broker connection and the operations server, then the API.
+	// Start the broker connection and the operations server, then the API.
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	var opsErr, apiErr error
@@ -81,11 +81,10 @@ func run(ctx context.Context, args []string) error {
 	go func() { defer close(apiDone); apiErr = telemetry.Serve(serving, api, lns[0], cfg.ShutdownTimeout) }()
 	readiness.SetReady(true)
 	log.Info("serving", "http_addr", cfg.HTTPAddr, "ops_addr", cfg.OpsAddr)
-
 	// Stop, in reverse order: leave the load balancer's rotation and give it
 	// DrainDelay to notice, finish the requests in flight (each waits for
 	// its confirm), then close the broker connection and the ops server.
-	select {
+	select { // a signal, or the API server failed
 	case <-ctx.Done():
 	case <-apiDone:
 	}
@@ -96,7 +95,6 @@ func run(ctx context.Context, args []string) error {
 	<-apiDone
 	stopBackground()
 	wg.Wait()
-	err = errors.Join(apiErr, opsErr)
-	log.Info("stopped", "err", err)
-	return err
+	log.Info("stopped", "err", errors.Join(apiErr, opsErr))
+	return errors.Join(apiErr, opsErr)
 }
