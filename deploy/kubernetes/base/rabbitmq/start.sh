@@ -14,8 +14,9 @@
 #   RABBITMQ_ADMIN_USER (admin)   the management UI, administrator
 # Passwords are stored as salted SHA-256 hashes, never in a command line.
 #
-# Memory: the alarm that blocks publishers is set to half of the
-# container's memory limit (read from the cgroup; RabbitMQ does not always
+# Memory: the alarm that blocks publishers is set to 60 % of the
+# container's memory limit (the rest is headroom for the Erlang VM's
+# garbage collection above the alarm) (read from the cgroup; RabbitMQ does not always
 # see it by itself), and the quorum queues' write-ahead log is kept small
 # so that it fits under it (its default, 512 MiB, is larger than the
 # container).
@@ -95,7 +96,7 @@ watermark="vm_memory_high_watermark.relative = 0.4"
 limit=$(memory_limit)
 if [[ -n $limit ]]; then
 	watermark="total_memory_available_override_value = $limit
-vm_memory_high_watermark.absolute = $((limit / 2))"
+vm_memory_high_watermark.absolute = $((limit / 10 * 6))"
 fi
 
 cat >"$home/kvfleet.conf" <<CONF
