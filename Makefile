@@ -82,3 +82,18 @@ check-repo: ## fail if any tracked file is over 1 MiB (CI runs it first)
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+# Dashboards (internal/dashboard) and alert rules (deploy/prometheus/rules).
+# DASHBOARDS_FLAGS, e.g. -prometheus http://127.0.0.1:19090 -png "" for
+# the e2e fleet (kvfleet-dashboards live -h lists them).
+DASHBOARDS_FLAGS ?=
+
+.PHONY: dashboards dashboards-live alerts-test
+dashboards: ## regenerate deploy/grafana/dashboards/*.json from internal/dashboard
+	$(GO) run ./cmd/kvfleet-dashboards generate
+
+dashboards-live: ## on the running fleet, with traffic: every panel query and alert against Prometheus; PNGs into docs/dashboards
+	$(GO) run ./cmd/kvfleet-dashboards live $(DASHBOARDS_FLAGS)
+
+alerts-test: ## promtool check and unit tests of the alert rules, and their runbooks
+	$(GO) test -count=1 ./internal/alert/

@@ -106,6 +106,8 @@ write_env() {
 	# user, which may only read and write the tables.
 	env_default KVFLEET_DB_PASSWORD "$(secret)"
 	env_default KVFLEET_DB_APP_PASSWORD "$(secret)"
+	# The PostgreSQL exporter's role (pg_monitor: statistics, no rows).
+	env_default KVFLEET_DB_MONITOR_PASSWORD "$(secret)"
 	# The applications' RabbitMQ user, and the management UI's admin.
 	env_default KVFLEET_RABBITMQ_PASSWORD "$(secret)"
 	env_default KVFLEET_RABBITMQ_ADMIN_PASSWORD "$(secret)"
@@ -125,6 +127,9 @@ declare -A STANDIN_ROLE=(
 	[KVFLEET_NGINX_IMAGE]=nginx
 	[KVFLEET_HAPROXY_IMAGE]=haproxy
 	[KVFLEET_PROMETHEUS_IMAGE]=prometheus
+	[KVFLEET_REDIS_EXPORTER_IMAGE]=redis-exporter
+	[KVFLEET_POSTGRES_EXPORTER_IMAGE]=postgres-exporter
+	[KVFLEET_ALERTMANAGER_IMAGE]=alertmanager
 )
 
 image_present() { docker image inspect "$1" >/dev/null 2>&1; }

@@ -8,8 +8,9 @@
 # image.
 #
 # Usage: scripts/build-standin-images.sh [--rebuild]
-# Tags:  kvfleet-standin/<role>:<suite> for redis rabbitmq postgres nginx haproxy prometheus,
-#        the suite being KVFLEET_STANDIN_SUITE in deploy/images.env (bookworm)
+# Tags:  kvfleet-standin/<role>:<suite> for redis rabbitmq postgres nginx haproxy prometheus
+#        redis-exporter postgres-exporter alertmanager, the suite being
+#        KVFLEET_STANDIN_SUITE in deploy/images.env (bookworm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/images.sh
@@ -18,7 +19,7 @@ source scripts/lib/images.sh
 SUITE=$(pinned_image KVFLEET_STANDIN_SUITE)
 readonly SUITE
 readonly BASE_IMAGE=kvfleet-standin/base:$SUITE
-readonly ROLES=(redis rabbitmq postgres nginx haproxy prometheus)
+readonly ROLES=(redis rabbitmq postgres nginx haproxy prometheus redis-exporter postgres-exporter alertmanager)
 # One root file system carries every role's packages: a single debootstrap
 # and a single imported layer that all role images share.
 readonly PACKAGES=(
@@ -29,7 +30,11 @@ readonly PACKAGES=(
 	nginx-light
 	haproxy
 	prometheus
+	prometheus-redis-exporter prometheus-postgres-exporter prometheus-alertmanager
 )
+# The base records its package list in this label; a base made from
+# another list (an older version of this script) is made again.
+readonly PACKAGES_LABEL=org.kvfleet.standin.packages
 
 say() { printf 'standin: %s\n' "$*" >&2; }
 die() {
@@ -64,6 +69,13 @@ require_tools() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# base_current: the base image exists and carries every package of PACKAGES.
+base_current() {
+	local have
+	have=$(docker image inspect -f "{{index .Config.Labels \"$PACKAGES_LABEL\"}}" "$BASE_IMAGE" 2>/dev/null) || return 1
+	[[ $have == "${PACKAGES[*]}" ]]
+}
+
 build_base() {
 	local rootfs mirror
 	mirror=$(debian_mirror)
@@ -85,7 +97,8 @@ build_base() {
 	say "importing the root file system as $BASE_IMAGE"
 	tar -C "$rootfs" -c . | docker import \
 		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-		--change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+		--change 'CMD ["/bin/bash"]' --change "LABEL $PACKAGES_LABEL=\"${PACKAGES[*]}\"" \
+		- "$BASE_IMAGE" >/dev/null
 	rm -rf "$rootfs"
 	trap - EXIT
 }
@@ -110,6 +123,11 @@ main() {
 	require_tools
 	if $rebuild || ! image_exists "$BASE_IMAGE"; then
 		build_base
+		rebuild=true
+	elif ! base_current; then
+		say "$BASE_IMAGE was made from another package list than this version's: making it again (a few minutes)"
+		build_base
+		rebuild=true
 	else
 		say "$BASE_IMAGE exists (use --rebuild to make it again)"
 	fi

@@ -11,10 +11,11 @@ set -euo pipefail
 
 # procps gives the tests and their authors pgrep/ps to look at servers.
 # prometheus gives promtool, which evaluates the autoscaler's queries and the
-# alert rules in tests.
-readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps prometheus)
+# alert rules in tests; prometheus-alertmanager gives amtool, which checks
+# Alertmanager's configuration.
+readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps prometheus prometheus-alertmanager)
 # The system services those packages install, by service name.
-readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server prometheus)
+readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server prometheus prometheus-alertmanager)
 readonly POLICY_RC_D=/usr/sbin/policy-rc.d
 
 log() {
@@ -102,7 +103,7 @@ stop_services() {
 # verify_binaries checks for the programs internal/localserver runs.
 verify_binaries() {
 	local bin
-	for bin in redis-server redis-sentinel epmd promtool; do
+	for bin in redis-server redis-sentinel epmd promtool amtool; do
 		command -v "$bin" >/dev/null || die "$bin not found after installing; check the apt-get output above"
 	done
 	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then

@@ -11,6 +11,10 @@
 #                           job logs in as it to change the schema
 #   postgres                the superuser, with no password: only a local
 #                           `docker exec ... psql` (peer authentication)
+#   MONITOR_USER            the metrics exporter's login (kvfleet_monitor),
+#   (kvfleet_monitor)       when MONITOR_PASSWORD is set: member of
+#                           pg_monitor (statistics and settings), reads no
+#                           rows
 # On first start it creates the cluster and the database. On every start,
 # before the server accepts connections, it makes sure both login roles
 # exist with the passwords from the environment (so a rotated password in
@@ -27,6 +31,7 @@ set -euo pipefail
 : "${POSTGRES_PASSWORD:?}" "${APP_PASSWORD:?}"
 owner=${POSTGRES_USER:-kvfleet}
 app=${APP_USER:-kvfleet_app}
+monitor=${MONITOR_USER:-kvfleet_monitor}
 db=${POSTGRES_DB:-kvfleet}
 data=${PGDATA:-/var/lib/postgresql/data}
 
@@ -88,6 +93,21 @@ ALTER DEFAULT PRIVILEGES FOR ROLE "$owner" IN SCHEMA public GRANT SELECT, INSERT
 ALTER DEFAULT PRIVILEGES FOR ROLE "$owner" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "$app";
 
 SQL
+
+if [[ -n ${MONITOR_PASSWORD:-} ]]; then
+	single_user "$db" <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$monitor') THEN CREATE ROLE "$monitor" LOGIN; END IF;
+END \$\$;
+
+ALTER ROLE "$monitor" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD $(literal "$MONITOR_PASSWORD");
+
+GRANT pg_monitor TO "$monitor";
+
+GRANT CONNECT ON DATABASE "$db" TO "$monitor";
+
+SQL
+fi
 
 exec postgres -D "$data" -c listen_addresses='*' -c unix_socket_directories=/tmp \
 	-c max_connections="${MAX_CONNECTIONS:-100}" -c shared_buffers="${SHARED_BUFFERS:-128MB}"
