@@ -49,8 +49,8 @@ bench-fleet: ## measure the running fleet against a reference on this machine (.
 test-short: ## unit tests only (no servers needed)
 	$(GO) test -race -short ./...
 
-.PHONY: k8s-test
-k8s-test: ## render the Kubernetes overlays (deploy/kubernetes) and check them; no cluster needed
+.PHONY: k8s-check
+k8s-check: ## render the Kubernetes overlays (deploy/kubernetes) and check them; no cluster needed
 	$(GO) test -race -count=1 ./deploy/kubernetes/
 
 lint: ## go vet, gofmt and staticcheck
