@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvfleet/kvfleet/internal/kv"
+	"github.com/kvfleet/kvfleet/internal/queue"
+	"github.com/kvfleet/kvfleet/internal/testserver"
+)
+
+// TestBrokerHelpers runs the helpers that run in containers on the back
+// network against a real broker.
+func TestBrokerHelpers(t *testing.T) {
+	rmq := testserver.MustRabbitMQ(t)
+	ctx := t.Context()
+	conn, err := amqp.Dial(rmq.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exists := func(name string) bool {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		return err == nil
+	}
+
+	t.Run("the ceiling publishes, drains and deletes its queue", func(t *testing.T) {
+		o := BrokerOptions{URLs: []string{"amqp://nobody:x@127.0.0.1:1/", rmq.URL}, Queue: BenchQueuePrefix + "test", Messages: 3000,
+			BodyBytes: 200, Channels: 2, Window: 64, Consumers: 2, Prefetch: 64, AckEvery: 16}
+		res, err := RunBroker(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PublishPerSecond <= 0 || res.DrainPerSecond <= 0 || res.Messages != 3000 {
+			t.Fatalf("result %+v", res)
+		}
+		if exists(o.Queue) {
+			t.Fatal("the ceiling left its queue behind")
+		}
+		o.Queue = "kvfleet.writes"
+		if _, err := RunBroker(ctx, o); err == nil {
+			t.Fatal("the ceiling accepted a queue outside kvfleet.bench.*")
+		}
+	})
+
+	t.Run("backlog writes are the API's and are counted until drained", func(t *testing.T) {
+		const name = "t.writes"
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+			t.Fatal(err)
+		}
+		// A consumer that starts late, so a backlog builds up, and
+		// decodes every message as the fleet's consumers do.
+		var decoded, bad atomic.Int64
+		var keysOK atomic.Bool
+		keysOK.Store(true)
+		consumerCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_ = sleep(consumerCtx, 300*time.Millisecond)
+			deliveries, err := ch.ConsumeWithContext(consumerCtx, name, "", false, false, false, false, nil)
+			if err != nil {
+				return
+			}
+			for d := range deliveries {
+				w, err := queue.Decode(d.Body, kv.DefaultLimits)
+				if err != nil || w.Op != kv.OpPut || d.MessageId != w.Version.String() {
+					bad.Add(1)
+				} else {
+					decoded.Add(1)
+				}
+				if !strings.HasPrefix(w.Key, "bench/drain/") {
+					keysOK.Store(false)
+				}
+				_ = d.Ack(false)
+			}
+		})
+		res, err := RunBacklog(ctx, BacklogOptions{URLs: []string{rmq.URL}, Queue: name, Messages: 2000, ValueBytes: 64,
+			KeyPrefix: "bench/drain/", Channels: 2, Window: 64, Poll: 20 * time.Millisecond, Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Drained || res.PublishPerSecond <= 0 || res.AppliedPerSecond <= 0 || res.PeakDepth < res.DepthAtPublishEnd {
+			t.Fatalf("result %+v", res)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for decoded.Load()+bad.Load() < 2000 && time.Now().Before(deadline) {
+			_ = sleep(ctx, 20*time.Millisecond)
+		}
+		stop()
+		wg.Wait()
+		if decoded.Load() != 2000 || bad.Load() != 0 || !keysOK.Load() {
+			t.Fatalf("decoded %d, undecodable %d, keys ok %v", decoded.Load(), bad.Load(), keysOK.Load())
+		}
+	})
+
+	t.Run("the watcher prints the depth", func(t *testing.T) {
+		name := BenchQueuePrefix + "watch"
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		if _, err := ch.QueueDeclare(name, false, true, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if err := ch.PublishWithContext(ctx, "", name, false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out bytes.Buffer
+		if err := RunWatch(ctx, []string{rmq.URL}, name, 50*time.Millisecond, 300*time.Millisecond, &out); err != nil {
+			t.Fatal(err)
+		}
+		w := &depthWatch{}
+		for line := range strings.Lines(out.String()) {
+			w.line(line)
+		}
+		last, ok := w.latest()
+		if !ok || last.Ready != 5 || len(w.samples) < 3 || time.Since(last.At) > 5*time.Second {
+			t.Fatalf("watch output %q", out.String())
+		}
+	})
+}
