@@ -173,6 +173,9 @@ func limitOr(p *Phase) string {
 // and its errors.
 func Limit(p *Phase) string {
 	switch {
+	case p.StartDelay != nil && p.QueuedForWorker*100 > p.Requests && p.StartDelay.P99MS >= 10:
+		return fmt.Sprintf("the target fell behind: %d requests found all %d workers busy (rate x latency > %d in flight) and started up to %.1f ms late at p99; service p50 %.1f ms",
+			p.QueuedForWorker, p.Workers, p.Workers, p.StartDelay.P99MS, p.Service.P50MS)
 	case p.StartDelay != nil && p.StartDelay.P99MS >= 10 && p.StartDelay.P99MS >= 0.5*p.Latency.P99MS:
 		host := ""
 		if p.CPU != nil {

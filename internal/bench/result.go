@@ -102,11 +102,16 @@ type Phase struct {
 	// StartDelay (open loop) is how late requests started after they were
 	// due: the client's own scheduling delay, or all workers busy. Service
 	// is the latency from the actual start. Latency = StartDelay + Service.
-	StartDelay *Summary    `json:"start_delay,omitempty"`
-	Service    *Summary    `json:"service_latency,omitempty"`
-	Queue      *QueueTrend `json:"queue,omitempty"`
-	Lag        *LagResult  `json:"write_visible_lag,omitempty"`
-	CPU        *CPUWindow  `json:"cpu,omitempty"`
+	StartDelay *Summary `json:"start_delay,omitempty"`
+	Service    *Summary `json:"service_latency,omitempty"`
+	// QueuedForWorker counts the open-loop requests that fell due while
+	// all Workers were busy: the target's latency times the rate exceeded
+	// what the client keeps in flight, so they started late.
+	QueuedForWorker uint64      `json:"queued_for_worker,omitempty"`
+	Workers         int         `json:"workers,omitempty"`
+	Queue           *QueueTrend `json:"queue,omitempty"`
+	Lag             *LagResult  `json:"write_visible_lag,omitempty"`
+	CPU             *CPUWindow  `json:"cpu,omitempty"`
 	// Verdict is, for a step of a rate search, "pass" or why it failed.
 	Verdict string `json:"verdict,omitempty"`
 	// Limit says what bounded the phase, from the CPU and queue figures.

@@ -195,6 +195,11 @@ func TestLimit(t *testing.T) {
 	if l := Limit(late); l != "the tail is scheduling, not service: requests started up to 150.0 ms late at p99 (service p99 40.0 ms)" {
 		t.Errorf("scheduling limit %q", l)
 	}
+	behind := &Phase{Loop: "open", Workers: 256, QueuedForWorker: 500, OpResult: OpResult{Requests: 10000, Latency: Summary{P99MS: 1266}},
+		StartDelay: &Summary{P99MS: 1040}, Service: &Summary{P50MS: 700, P99MS: 495}}
+	if l := Limit(behind); !strings.HasPrefix(l, "the target fell behind: 500 requests found all 256 workers busy") {
+		t.Errorf("worker exhaustion limit %q", l)
+	}
 	late.StartDelay.P99MS = 5
 	if l := Limit(late); l != "" {
 		t.Errorf("an open loop that started on time and was not saturated: %q", l)

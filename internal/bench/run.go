@@ -301,10 +301,10 @@ func (b *runner) measure(ctx context.Context, name string, l loop, do Do, lag *l
 	case ClosedLoop:
 		p.Loop, p.Connections = "closed", l.Conns
 	case OpenLoop:
-		p.Loop, p.TargetRate = "open", l.Rate
+		p.Loop, p.TargetRate, p.Workers = "open", l.Rate, l.Workers
 	}
-	if delay, service, ok := rec.Timing(); ok {
-		p.StartDelay, p.Service = &delay, &service
+	if delay, service, queued, ok := rec.Timing(); ok {
+		p.StartDelay, p.Service, p.QueuedForWorker = &delay, &service, queued
 	}
 	if lag != nil {
 		res := lag.wait()

@@ -49,6 +49,9 @@ type Recorder struct {
 	// how long it then took.
 	startDelay Histogram
 	service    Histogram
+	// queued counts the open-loop requests that found every worker busy
+	// and the line in front of them full when they fell due.
+	queued uint64
 }
 
 // NewRecorder returns a recorder whose measured window starts at start.
@@ -88,11 +91,18 @@ func (r *Recorder) AddTiming(startDelay, service time.Duration) {
 	r.service.Record(service)
 }
 
-// Timing returns what AddTiming recorded; ok is false when nothing was.
-func (r *Recorder) Timing() (startDelay, service Summary, ok bool) {
+// Timing returns what AddTiming recorded and how many requests had to
+// wait for a worker; ok is false when nothing was recorded.
+func (r *Recorder) Timing() (startDelay, service Summary, queued uint64, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.startDelay.Summarize(), r.service.Summarize(), r.service.Count() > 0
+	return r.startDelay.Summarize(), r.service.Summarize(), r.queued, r.service.Count() > 0
+}
+
+func (r *Recorder) addQueued() {
+	r.mu.Lock()
+	r.queued++
+	r.mu.Unlock()
 }
 
 // Elapsed is the measured window: from its start to the last completion,
@@ -273,6 +283,7 @@ func (o OpenLoop) pace(ctx context.Context, start time.Time, tickets chan<- tick
 		}
 		// Every worker is busy and the line is full: wait for room, but
 		// not past MaxLate after the request was due.
+		rec.addQueued()
 		if wait := time.Until(due.Add(maxLate)); wait > 0 {
 			late.Reset(wait)
 			select {

@@ -96,6 +96,9 @@ func TestOpenLoopSendsItsScheduleAndCountsWhatItCouldNotSend(t *testing.T) {
 	if all.Requests != 200 || all.OK != 4 || all.ErrorKinds[ErrClientLimit] != 196 || sent.Load() != 4 {
 		t.Fatalf("stats %+v, sent %d", all, sent.Load())
 	}
+	if _, _, queued, _ := rec.Timing(); queued != 196 {
+		t.Fatalf("%d requests counted as waiting for a worker, want 196", queued)
+	}
 	if byOp["PUT"].Errors != 196 {
 		t.Fatalf("the requests not sent are not labelled PUT: %+v", byOp)
 	}
