@@ -272,7 +272,10 @@ func (c *Consumer) guard(batch []queue.Message) []queue.Message {
 	now := c.cfg.Now()
 	kept := batch[:0:0]
 	for _, m := range batch {
-		var reason, label = error(nil), ""
+		var (
+			reason error
+			label  string
+		)
 		switch {
 		case c.cfg.MaxClockSkew > 0 && m.Write.Version.Time().After(now.Add(c.cfg.MaxClockSkew)):
 			reason, label = errFutureVersion, "future_version"
@@ -431,25 +434,19 @@ func retry[T any](c *Consumer, ctx context.Context, what string, held int, op ba
 // messages lie below it.
 func (c *Consumer) settle(batch []queue.Message, newest []kv.Write, refused map[string]error) {
 	var last *queue.Message
+	kept := 0
 	for i, m := range batch {
 		if err, ok := refused[m.Write.Key]; ok {
 			c.deadLetter(m, err)
 			continue
 		}
 		last = &batch[i]
+		kept++
 	}
 	// Every kept message but one per kept key was made unnecessary by
 	// another message of the batch: an older write of its key, or a repeated
 	// delivery of the same write. (The one per key was counted as applied
 	// or superseded by the store.)
-	kept := 0
-	if last != nil {
-		for _, m := range batch {
-			if _, ok := refused[m.Write.Key]; !ok {
-				kept++
-			}
-		}
-	}
 	c.messages.WithLabelValues("superseded").Add(float64(kept - (len(newest) - len(refused))))
 	if last == nil {
 		return
