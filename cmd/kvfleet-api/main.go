@@ -55,7 +55,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer deps.Close()
 	publisher := queue.NewPublisher(queue.PublisherConfig{Connection: deps.Broker, Topology: deps.Topology,
-		Channels: cfg.PublisherChannels, Timeout: cfg.PublishTimeout, Logger: log}, reg)
+		Channels: cfg.PublisherChannels, Pipeline: cfg.PublishPipeline, MaxBatch: cfg.PublishMaxBatch,
+		MaxBatchBytes: cfg.PublishMaxBatchBytes, Timeout: cfg.PublishTimeout, Logger: log}, reg)
 	service := kv.NewService(kv.ServiceConfig{Limits: cfg.Limits, Clock: version.NewClock(cfg.NodeID, time.Now),
 		Cache: deps.Cache, Store: deps.Store, Publisher: publisher, Now: time.Now, ReadTimeout: cfg.ReadTimeout, Registerer: reg})
 	readiness := &httpapi.Readiness{}

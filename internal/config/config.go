@@ -75,8 +75,13 @@ type API struct {
 	MaxInFlight       int
 	PublishTimeout    time.Duration
 	PublisherChannels int
-	ReadTimeout       time.Duration
-	HealthTimeout     time.Duration
+	// PublishPipeline, PublishMaxBatch and PublishMaxBatchBytes tune the
+	// publisher's grouping of concurrent writes (queue.PublisherConfig).
+	PublishPipeline      int
+	PublishMaxBatch      int
+	PublishMaxBatchBytes int
+	ReadTimeout          time.Duration
+	HealthTimeout        time.Duration
 	// DrainDelay is how long /readyz answers 503 before the server stops
 	// accepting, so that load balancers stop sending first.
 	DrainDelay time.Duration
@@ -185,6 +190,12 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	c.MaxInFlight = e.integer("MAX_IN_FLIGHT", 512, 0, 1<<20)
 	c.PublishTimeout = e.duration("PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, time.Minute)
 	c.PublisherChannels = e.integer("PUBLISHER_CHANNELS", 4, 1, 64)
+	c.PublishPipeline = e.integer("PUBLISH_PIPELINE", 8, 1, 1024)
+	c.PublishMaxBatch = e.integer("PUBLISH_MAX_BATCH", 64, 1, 4096)
+	c.PublishMaxBatchBytes = e.integer("PUBLISH_MAX_BATCH_BYTES", 256<<10, 1<<10, 64<<20)
+	if c.PublishPipeline < c.PublisherChannels {
+		e.fail("PUBLISH_PIPELINE", "%d is below KVFLEET_PUBLISHER_CHANNELS (%d): a channel would never be used", c.PublishPipeline, c.PublisherChannels)
+	}
 	c.ReadTimeout = e.duration("READ_TIMEOUT", 3*time.Second, 10*time.Millisecond, time.Minute)
 	c.HealthTimeout = e.duration("HEALTH_TIMEOUT", time.Second, 10*time.Millisecond, time.Minute)
 	c.DrainDelay = e.duration("DRAIN_DELAY", 0, 0, time.Minute)

@@ -64,6 +64,9 @@ func TestLoadAPIDefaults(t *testing.T) {
 		{"MaxBodyBytes", c.MaxBodyBytes, int64(8 << 20)},
 		{"PublishTimeout", c.PublishTimeout, 5 * time.Second},
 		{"PublisherChannels", c.PublisherChannels, 4},
+		{"PublishPipeline", c.PublishPipeline, 8},
+		{"PublishMaxBatch", c.PublishMaxBatch, 64},
+		{"PublishMaxBatchBytes", c.PublishMaxBatchBytes, 256 << 10},
 		{"ReadTimeout", c.ReadTimeout, 3 * time.Second},
 		{"HealthTimeout", c.HealthTimeout, time.Second},
 		{"DrainDelay", c.DrainDelay, time.Duration(0)},
@@ -263,6 +266,11 @@ func TestBadValues(t *testing.T) {
 		{name: "MAX_BODY_BYTES", value: "2048"}, // below MAX_VALUE_BYTES + MAX_KEY_BYTES
 		{name: "PUBLISH_TIMEOUT", value: "5"},
 		{name: "PUBLISHER_CHANNELS", value: "0"},
+		{name: "PUBLISH_PIPELINE", value: "0"},
+		{name: "PUBLISH_PIPELINE", value: "2"}, // below the 4 channels
+		{name: "PUBLISH_MAX_BATCH", value: "0"},
+		{name: "PUBLISH_MAX_BATCH", value: "many"},
+		{name: "PUBLISH_MAX_BATCH_BYTES", value: "512"},
 		{name: "READ_TIMEOUT", value: "2m"},
 		{name: "HEALTH_TIMEOUT", value: "x"},
 		{name: "DRAIN_DELAY", value: "-1s"},
@@ -283,6 +291,7 @@ func TestBadValues(t *testing.T) {
 		{name: "PURGE_INTERVAL", value: "1", consumer: true},
 	}
 	apiOnly := map[string]bool{"HTTP_ADDR": true, "MAX_BODY_BYTES": true, "PUBLISH_TIMEOUT": true, "PUBLISHER_CHANNELS": true,
+		"PUBLISH_PIPELINE": true, "PUBLISH_MAX_BATCH": true, "PUBLISH_MAX_BATCH_BYTES": true,
 		"READ_TIMEOUT": true, "HEALTH_TIMEOUT": true, "DRAIN_DELAY": true, "NODE_ID": true}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {

@@ -44,8 +44,9 @@ type Cache interface {
 // Config tunes a Consumer.
 type Config struct {
 	// BatchSize, BatchBytes and BatchWait bound a batch: it is applied when
-	// it holds BatchSize messages, when the next message would take its
-	// bodies over BatchBytes, or BatchWait after its first message arrived.
+	// it holds BatchSize writes, when the next message would take it over
+	// BatchSize writes or its bodies over BatchBytes, or BatchWait after its
+	// first message arrived. A message is never split across batches.
 	BatchSize  int
 	BatchBytes int
 	BatchWait  time.Duration
@@ -79,6 +80,7 @@ type Consumer struct {
 	cache Cache
 	log   *slog.Logger
 
+	writes    *prometheus.CounterVec
 	messages  *prometheus.CounterVec
 	batchSize prometheus.Histogram
 	batchDur  prometheus.Histogram
@@ -109,14 +111,18 @@ func New(cfg Config, store Store, cache Cache, reg prometheus.Registerer) *Consu
 		store: store,
 		cache: cache,
 		log:   cfg.Logger,
+		writes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvfleet_consumer_writes_total",
+			Help: "Writes handled by result: applied, superseded (a newer version was already there, or came in the same batch), dead_lettered; retried counts each extra attempt of a held write.",
+		}, []string{"result"}),
 		messages: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvfleet_consumer_messages_total",
-			Help: "Messages handled by result: applied, superseded (a newer version was already there), dead_lettered; retried counts each extra attempt of a held message.",
+			Help: "Queue messages settled (each carries one or more writes), by result: acked, dead_lettered.",
 		}, []string{"result"}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kvfleet_consumer_batch_size",
-			Help:    "Messages per applied batch.",
-			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+			Help:    "Writes per applied batch.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
 		}),
 		batchDur: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kvfleet_consumer_batch_duration_seconds",
@@ -173,20 +179,21 @@ func (c *Consumer) Handle(ctx context.Context, messages <-chan queue.Message) er
 		}
 		timer.Reset(c.cfg.BatchWait)
 		open := true
-		bytes := batch[0].Size
+		bytes, writes := batch[0].Size, len(batch[0].Writes)
 	fill:
-		for len(batch) < c.cfg.BatchSize {
+		for writes < c.cfg.BatchSize {
 			select {
 			case m, ok := <-messages:
 				if !ok {
 					open = false
 					break fill
 				}
-				if bytes+m.Size > c.cfg.BatchBytes {
+				if bytes+m.Size > c.cfg.BatchBytes || writes+len(m.Writes) > c.cfg.BatchSize {
 					carried = &m
 					break fill
 				}
 				bytes += m.Size
+				writes += len(m.Writes)
 				batch = append(batch, m)
 			case <-timer.C:
 				break fill
@@ -213,7 +220,6 @@ func (c *Consumer) Handle(ctx context.Context, messages <-chan queue.Message) er
 // unsettled.
 func (c *Consumer) process(ctx context.Context, batch []queue.Message) bool {
 	start := c.cfg.Now()
-	c.batchSize.Observe(float64(len(batch)))
 	defer func() { c.batchDur.Observe(c.cfg.Now().Sub(start).Seconds()) }()
 
 	// Once shutdown begins, the batch in hand still gets DrainTimeout to
@@ -226,10 +232,11 @@ func (c *Consumer) process(ctx context.Context, batch []queue.Message) bool {
 	if len(batch) == 0 {
 		return true
 	}
-	writes := make([]kv.Write, len(batch))
-	for i, m := range batch {
-		writes[i] = m.Write
+	var writes []kv.Write
+	for _, m := range batch {
+		writes = append(writes, m.Writes...)
 	}
+	c.batchSize.Observe(float64(len(writes)))
 	newest := kv.Newest(writes)
 	applied, refused, err := c.upsert(work, newest)
 	if err != nil {
@@ -262,9 +269,11 @@ var (
 	errFutureVersion      = errors.New("the write's version is too far ahead of the clock")
 )
 
-// guard dead-letters the writes that the configured guards refuse and
-// returns the others, in order. Dead-lettered, a refused write can still be
-// inspected and replayed by an operator.
+// guard dead-letters the messages that hold a write the configured guards
+// refuse and returns the others, in order. Dead-lettered, a refused write
+// can still be inspected and replayed by an operator. A message goes whole:
+// its writes were grouped by one API replica at one moment, so they share
+// the clock the guards judge, and a message is settled as one.
 func (c *Consumer) guard(batch []queue.Message) []queue.Message {
 	if c.cfg.TombstoneRetention <= 0 && c.cfg.MaxClockSkew <= 0 {
 		return batch
@@ -272,25 +281,37 @@ func (c *Consumer) guard(batch []queue.Message) []queue.Message {
 	now := c.cfg.Now()
 	kept := batch[:0:0]
 	for _, m := range batch {
+		reason, label := c.refusedByGuard(m.Writes, now)
+		if reason == nil {
+			kept = append(kept, m)
+			continue
+		}
+		c.guarded.WithLabelValues(label).Add(float64(len(m.Writes)))
+		c.deadLetter(m, reason)
+	}
+	return kept
+}
+
+// refusedByGuard returns why a guard refuses the first of writes it
+// refuses, and the reason's metric label; nil if it refuses none.
+func (c *Consumer) refusedByGuard(writes []kv.Write, now time.Time) (error, string) {
+	for _, w := range writes {
 		var (
 			reason error
 			label  string
 		)
 		switch {
-		case c.cfg.MaxClockSkew > 0 && m.Write.Version.Time().After(now.Add(c.cfg.MaxClockSkew)):
+		case c.cfg.MaxClockSkew > 0 && w.Version.Time().After(now.Add(c.cfg.MaxClockSkew)):
 			reason, label = errFutureVersion, "future_version"
-		case c.cfg.TombstoneRetention > 0 && m.Write.Op == kv.OpPut &&
-			m.Write.Version.Less(version.Floor(now.Add(-c.cfg.TombstoneRetention))):
+		case c.cfg.TombstoneRetention > 0 && w.Op == kv.OpPut &&
+			w.Version.Less(version.Floor(now.Add(-c.cfg.TombstoneRetention))):
 			reason, label = errOlderThanRetention, "older_than_retention"
 		}
-		if reason == nil {
-			kept = append(kept, m)
-			continue
+		if reason != nil {
+			return fmt.Errorf("%w (version %s, accepted %s)", reason, w.Version, w.AcceptedAt.Format(time.RFC3339)), label
 		}
-		c.guarded.WithLabelValues(label).Inc()
-		c.deadLetter(m, fmt.Errorf("%w (version %s, accepted %s)", reason, m.Write.Version, m.Write.AcceptedAt.Format(time.RFC3339)))
 	}
-	return kept
+	return nil, ""
 }
 
 // upsert writes the newest writes to the store and returns those the store
@@ -369,11 +390,11 @@ func (c *Consumer) storeGroup(ctx context.Context, group []kv.Write) ([]kv.Write
 	applied := make([]kv.Write, 0, len(group))
 	for i, ok := range written {
 		if !ok {
-			c.messages.WithLabelValues("superseded").Inc()
+			c.writes.WithLabelValues("superseded").Inc()
 			continue
 		}
 		applied = append(applied, group[i])
-		c.messages.WithLabelValues("applied").Inc()
+		c.writes.WithLabelValues("applied").Inc()
 		c.lag.Observe(now.Sub(group[i].AcceptedAt).Seconds())
 	}
 	return applied, nil
@@ -410,7 +431,7 @@ func (c *Consumer) updateCache(ctx context.Context, applied []kv.Write) error {
 
 // retry is the one place where the consumer retries: op runs until it
 // succeeds, returns a backoff.Permanent error, or ctx ends. Every extra
-// attempt counts each held message as retried.
+// attempt counts each held write as retried.
 func retry[T any](c *Consumer, ctx context.Context, what string, held int, op backoff.Operation[T]) (T, error) {
 	pause := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.RetryMin,
@@ -422,39 +443,58 @@ func retry[T any](c *Consumer, ctx context.Context, what string, held int, op ba
 		backoff.WithBackOff(pause),
 		backoff.WithMaxElapsedTime(0),
 		backoff.WithNotify(func(err error, next time.Duration) {
-			c.messages.WithLabelValues("retried").Add(float64(held))
+			c.writes.WithLabelValues("retried").Add(float64(held))
 			c.log.Warn(what+" unavailable; holding the batch and retrying",
-				"op", "consumer.apply", "err", err, "messages", held, "retry_in", next)
+				"op", "consumer.apply", "err", err, "writes", held, "retry_in", next)
 		}))
 }
 
-// settle dead-letters every message of a refused key (its older writes were
-// never applied either) and acknowledges the rest with one multiple ack on
-// the last of them: messages arrive in delivery order, so no other batch's
-// messages lie below it.
+// settle dead-letters every message that holds a write of a refused key
+// (the key's older writes were never applied either) and acknowledges the
+// rest with one multiple ack on the last of them: messages arrive in
+// delivery order, so no other batch's messages lie below it.
+//
+// A dead-lettered message may also hold writes of other keys, which were
+// applied: replaying it from the dead-letter queue is harmless, because a
+// write never overwrites a newer version.
 func (c *Consumer) settle(batch []queue.Message, newest []kv.Write, refused map[string]error) {
 	var last *queue.Message
-	kept := 0
+	kept, acked := 0, 0
 	for i, m := range batch {
-		if err, ok := refused[m.Write.Key]; ok {
+		if err := refusal(m, refused); err != nil {
 			c.deadLetter(m, err)
 			continue
 		}
 		last = &batch[i]
-		kept++
+		kept += len(m.Writes)
+		acked++
 	}
-	// Every kept message but one per kept key was made unnecessary by
-	// another message of the batch: an older write of its key, or a repeated
+	// Every kept write but one per stored key was made unnecessary by
+	// another write of the batch: an older write of its key, or a repeated
 	// delivery of the same write. (The one per key was counted as applied
-	// or superseded by the store.)
-	c.messages.WithLabelValues("superseded").Add(float64(kept - (len(newest) - len(refused))))
+	// or superseded by the store.) The count is exact unless a message
+	// dead-lettered for a refused key also held the newest write of another
+	// key: that write counts as dead-lettered and as applied.
+	c.writes.WithLabelValues("superseded").Add(float64(max(0, kept-(len(newest)-len(refused)))))
 	if last == nil {
 		return
 	}
 	if err := last.AckThrough(); err != nil {
 		c.log.Warn("acknowledgement failed; the batch will be redelivered and re-applied harmlessly",
 			"op", "consumer.ack", "err", err)
+		return
 	}
+	c.messages.WithLabelValues("acked").Add(float64(acked))
+}
+
+// refusal returns why the store refused one of m's writes, or nil.
+func refusal(m queue.Message, refused map[string]error) error {
+	for _, w := range m.Writes {
+		if err, ok := refused[w.Key]; ok {
+			return err
+		}
+	}
+	return nil
 }
 
 // drainContext returns the context a batch is worked under: it outlives
@@ -483,7 +523,8 @@ func (c *Consumer) drainContext(ctx context.Context) (context.Context, context.C
 // dead-letter exchange.
 func (c *Consumer) deadLetter(m queue.Message, reason error) {
 	c.messages.WithLabelValues("dead_lettered").Inc()
-	c.log.Warn("message cannot be applied; dead-lettering it", "op", "consumer.dead_letter", "msg_id", m.ID, "err", reason)
+	c.writes.WithLabelValues("dead_lettered").Add(float64(len(m.Writes)))
+	c.log.Warn("message cannot be applied; dead-lettering it", "op", "consumer.dead_letter", "msg_id", m.ID, "writes", len(m.Writes), "err", reason)
 	if err := m.DeadLetter(); err != nil {
 		c.log.Warn("reject failed; the message will be redelivered", "op", "consumer.reject", "msg_id", m.ID, "err", err)
 	}

@@ -89,18 +89,28 @@ func (r *recorder) of(kind string) []settlement {
 	return out
 }
 
-// message is a delivery body: a write, or raw bytes for a poison message.
+// message is a delivery body: one write or several, as the publisher
+// groups them, or raw bytes for a poison message.
 type message struct {
-	write kv.Write
-	raw   []byte
+	writes []kv.Write
+	raw    []byte
 }
 
 func put(key, value string, hlc uint64) message {
-	return message{write: kv.Write{Op: kv.OpPut, Key: key, Value: value, Version: kvtest.V(hlc), AcceptedAt: acceptedAt}}
+	return message{writes: []kv.Write{{Op: kv.OpPut, Key: key, Value: value, Version: kvtest.V(hlc), AcceptedAt: acceptedAt}}}
 }
 
 func del(key string, hlc uint64) message {
-	return message{write: kv.Write{Op: kv.OpDelete, Key: key, Version: kvtest.V(hlc), AcceptedAt: acceptedAt}}
+	return message{writes: []kv.Write{{Op: kv.OpDelete, Key: key, Version: kvtest.V(hlc), AcceptedAt: acceptedAt}}}
+}
+
+// group is one message carrying the writes of msgs, in order.
+func group(msgs ...message) message {
+	var g message
+	for _, m := range msgs {
+		g.writes = append(g.writes, m.writes...)
+	}
+	return g
 }
 
 func poison(body string) message { return message{raw: []byte(body)} }
@@ -188,10 +198,10 @@ func (h *harness) send(t *testing.T, msgs ...message) {
 		id := "poison"
 		if body == nil {
 			var err error
-			if body, err = queue.Encode(m.write); err != nil {
+			if body, err = queue.EncodeBatch(m.writes); err != nil {
 				t.Fatal(err)
 			}
-			id = m.write.Version.String()
+			id = m.writes[0].Version.String()
 		}
 		h.deliveries <- queue.NewMessage(body, id, h.nextTag, h.acks, testLimits)
 	}
@@ -266,6 +276,12 @@ func (h *harness) metricWith(t *testing.T, name, label, value string) *dto.Metri
 	return nil
 }
 
+// writes reads kvfleet_consumer_writes_total{result}.
+func (h *harness) writes(t *testing.T, result string) float64 {
+	t.Helper()
+	return h.metric(t, "kvfleet_consumer_writes_total", result).GetCounter().GetValue()
+}
+
 // messages reads kvfleet_consumer_messages_total{result}.
 func (h *harness) messages(t *testing.T, result string) float64 {
 	t.Helper()
@@ -297,11 +313,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func newestState(msgs []message) map[string]kv.Item {
 	want := make(map[string]kv.Item)
 	for _, m := range msgs {
-		if m.raw != nil {
-			continue
-		}
-		if cur, ok := want[m.write.Key]; !ok || cur.Version.Less(m.write.Version) {
-			want[m.write.Key] = m.write.Item()
+		for _, w := range m.writes {
+			if cur, ok := want[w.Key]; !ok || cur.Version.Less(w.Version) {
+				want[w.Key] = w.Item()
+			}
 		}
 	}
 	return want
@@ -330,10 +345,10 @@ func TestBatchIsAppliedAndAckedOnce(t *testing.T) {
 	if got := h.acks.settlements(); !reflect.DeepEqual(got, want) {
 		t.Errorf("settlements = %v, want %v", got, want)
 	}
-	if got := h.messages(t, "applied"); got != 3 {
+	if got := h.writes(t, "applied"); got != 3 {
 		t.Errorf("applied = %v, want 3", got)
 	}
-	if got := h.messages(t, "superseded"); got != 1 {
+	if got := h.writes(t, "superseded"); got != 1 {
 		t.Errorf("superseded = %v, want 1", got)
 	}
 	if n, sum := h.lag(t); n != 3 || sum != 3*1.5 {
@@ -435,7 +450,7 @@ func TestShuffledDuplicatedLogEndsAtNewest(t *testing.T) {
 					t.Errorf("settlement %d = %v, want %v", i, s, want)
 				}
 			}
-			applied, superseded := h.messages(t, "applied"), h.messages(t, "superseded")
+			applied, superseded := h.writes(t, "applied"), h.writes(t, "superseded")
 			if applied+superseded < float64(len(log)) {
 				t.Errorf("applied %v + superseded %v < %d messages", applied, superseded, len(log))
 			}
@@ -532,7 +547,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 				t.Errorf("acks %v, want %v", acks, wantAcks)
 			}
 			if got := h.messages(t, "dead_lettered"); got != float64(len(tt.wantRejects)) {
-				t.Errorf("dead_lettered = %v, want %d", got, len(tt.wantRejects))
+				t.Errorf("dead_lettered messages = %v, want %d", got, len(tt.wantRejects))
 			}
 			h.checkState(t, newestState(tt.msgs))
 		})
@@ -556,7 +571,7 @@ func TestOutageHoldsTheBatch(t *testing.T) {
 			h.send(t, msgs...)
 			h.start(t)
 
-			eventually(t, "a retry", func() bool { return h.messages(t, "retried") > 0 })
+			eventually(t, "a retry", func() bool { return h.writes(t, "retried") > 0 })
 			if got := h.acks.settlements(); len(got) != 0 {
 				t.Fatalf("settled %v while the %s", got, tt.name)
 			}
@@ -564,8 +579,8 @@ func TestOutageHoldsTheBatch(t *testing.T) {
 			if stored != tt.wantStoredDuring {
 				t.Errorf("store holds writes during the outage: %v, want %v", stored, tt.wantStoredDuring)
 			}
-			retried := h.messages(t, "retried")
-			eventually(t, "more retries", func() bool { return h.messages(t, "retried") > retried })
+			retried := h.writes(t, "retried")
+			eventually(t, "more retries", func() bool { return h.writes(t, "retried") > retried })
 			if got := h.acks.settlements(); len(got) != 0 {
 				t.Fatalf("settled %v while the %s", got, tt.name)
 			}
@@ -583,7 +598,7 @@ func TestOutageHoldsTheBatch(t *testing.T) {
 			if got := h.acks.settlements(); !reflect.DeepEqual(got, want) {
 				t.Errorf("settlements = %v, want %v", got, want)
 			}
-			if got := h.messages(t, "applied"); got != 4 {
+			if got := h.writes(t, "applied"); got != 4 {
 				t.Errorf("applied = %v, want 4 (each write once, however many retries)", got)
 			}
 			if n, _ := h.lag(t); n != 4 {
@@ -650,7 +665,7 @@ func TestPermanentStoreErrorDeadLettersOnlyThatKey(t *testing.T) {
 			if !slices.Equal(acked, tt.wantAcks) {
 				t.Errorf("acked tags %v, want %v", acked, tt.wantAcks)
 			}
-			if got := h.messages(t, "dead_lettered"); got != float64(len(tt.wantRejects)) {
+			if got := h.writes(t, "dead_lettered"); got != float64(len(tt.wantRejects)) {
 				t.Errorf("dead_lettered = %v, want %d", got, len(tt.wantRejects))
 			}
 			want := newestState(tt.msgs)
@@ -659,7 +674,7 @@ func TestPermanentStoreErrorDeadLettersOnlyThatKey(t *testing.T) {
 			if _, ok := h.cache.Entry("bad"); ok {
 				t.Errorf("the refused key was cached")
 			}
-			if got := h.messages(t, "retried"); got != 0 {
+			if got := h.writes(t, "retried"); got != 0 {
 				t.Errorf("retried = %v, want 0: a permanent error is not retried", got)
 			}
 		})
@@ -672,7 +687,7 @@ func TestShutdownWhileStoreIsDownLeavesBatchUnacked(t *testing.T) {
 	msgs := []message{put("a", "1", 1), put("b", "1", 2), put("c", "1", 3), put("d", "1", 4)}
 	h.send(t, msgs...)
 	h.start(t)
-	eventually(t, "a retry", func() bool { return h.messages(t, "retried") > 0 })
+	eventually(t, "a retry", func() bool { return h.writes(t, "retried") > 0 })
 
 	h.cancel()
 	h.wait(t) // returns once the 20 ms drain timeout ends the retries
@@ -695,10 +710,10 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 	msgs := []message{put("a", "1", 1), put("b", "1", 2), put("c", "1", 3), put("d", "1", 4)}
 	h.send(t, msgs...)
 	h.start(t)
-	eventually(t, "a retry", func() bool { return h.messages(t, "retried") > 0 })
+	eventually(t, "a retry", func() bool { return h.writes(t, "retried") > 0 })
 	h.cancel()
-	retried := h.messages(t, "retried")
-	eventually(t, "a retry after shutdown began", func() bool { return h.messages(t, "retried") > retried })
+	retried := h.writes(t, "retried")
+	eventually(t, "a retry after shutdown began", func() bool { return h.writes(t, "retried") > retried })
 	h.store.SetErr(nil)
 	h.wait(t)
 
@@ -732,7 +747,7 @@ func TestHeldBatchIsNeverAcknowledgedAfterShutdown(t *testing.T) {
 		h.send(t, held...)
 		h.send(t, next...) // already prefetched when shutdown begins
 		h.start(t)
-		eventually(t, "a retry", func() bool { return h.messages(t, "retried") > 0 })
+		eventually(t, "a retry", func() bool { return h.writes(t, "retried") > 0 })
 		h.cancel()
 		h.wait(t)
 
@@ -775,10 +790,10 @@ func TestSupersededByStoreIsNotApplied(t *testing.T) {
 	if got, ok := h.cache.Entry("k"); ok && got != newer {
 		t.Errorf("cache[k] = %+v, want nothing or %+v", got, newer)
 	}
-	if got := h.messages(t, "applied"); got != 1 {
+	if got := h.writes(t, "applied"); got != 1 {
 		t.Errorf("applied = %v, want 1", got)
 	}
-	if got := h.messages(t, "superseded"); got != 1 {
+	if got := h.writes(t, "superseded"); got != 1 {
 		t.Errorf("superseded = %v, want 1", got)
 	}
 	if n, _ := h.lag(t); n != 1 {
@@ -853,7 +868,7 @@ func TestBatchesAreCutByBytes(t *testing.T) {
 	for i := range 6 {
 		msgs = append(msgs, put(fmt.Sprintf("k%d", i), strings.Repeat("v", 40), uint64(i+1)))
 	}
-	body, err := queue.Encode(msgs[0].write) // all six bodies have this size
+	body, err := queue.EncodeBatch(msgs[0].writes) // all six bodies have this size
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,7 +908,7 @@ func TestBatchThatKeepsTimingOutIsSplit(t *testing.T) {
 	if got := h.acks.settlements(); !reflect.DeepEqual(got, []settlement{{kind: "ack", tag: 4, multiple: true}}) {
 		t.Errorf("settlements = %v, want one multiple ack on tag 4", got)
 	}
-	if got := h.messages(t, "applied"); got != 4 {
+	if got := h.writes(t, "applied"); got != 4 {
 		t.Errorf("applied = %v, want 4", got)
 	}
 }
@@ -904,7 +919,7 @@ func TestBatchThatKeepsTimingOutIsSplit(t *testing.T) {
 func TestCacheOutageDoesNotHoldWrites(t *testing.T) {
 	h := newHarness(t)
 	// An entry cached before the outage, which the outage leaves stale.
-	if err := h.cache.Update(context.Background(), []kv.Item{put("a", "0", 1).write.Item()}); err != nil {
+	if err := h.cache.Update(context.Background(), []kv.Item{put("a", "0", 1).writes[0].Item()}); err != nil {
 		t.Fatal(err)
 	}
 	h.cache.SetErr(kvtest.ErrDown)
@@ -923,7 +938,7 @@ func TestCacheOutageDoesNotHoldWrites(t *testing.T) {
 	if got := h.acks.settlements(); !reflect.DeepEqual(got, wantSettled) {
 		t.Errorf("settlements = %v, want %v", got, wantSettled)
 	}
-	if got := h.messages(t, "retried"); got != 0 {
+	if got := h.writes(t, "retried"); got != 0 {
 		t.Errorf("retried = %v, want 0: the batch was not held", got)
 	}
 	marked := h.store.StaleKeys()
@@ -1023,5 +1038,142 @@ func TestGuardsRefuseWritesOutsideTheWindow(t *testing.T) {
 		if got := h.metricWith(t, "kvfleet_consumer_guarded_total", "reason", reason).GetCounter().GetValue(); got != 1 {
 			t.Errorf("guarded{reason=%q} = %v, want 1", reason, got)
 		}
+	}
+}
+
+// settledTags splits the recorded settlements into dead-lettered tags and
+// the tags of multiple acks, failing on anything else.
+func (h *harness) settledTags(t *testing.T) (rejected, acked []uint64) {
+	t.Helper()
+	for _, s := range h.acks.settlements() {
+		switch {
+		case s.kind == "reject" && !s.requeue:
+			rejected = append(rejected, s.tag)
+		case s.kind == "ack" && s.multiple:
+			acked = append(acked, s.tag)
+		default:
+			t.Errorf("unexpected %v", s)
+		}
+	}
+	return rejected, acked
+}
+
+func TestGroupedMessageIsAppliedWhole(t *testing.T) {
+	h := newHarness(t)
+	msgs := []message{
+		group(put("a", "1", 10), put("b", "1", 11), put("a", "2", 12)),
+		put("c", "1", 13),
+	}
+	h.run(t, msgs...)
+
+	h.checkState(t, newestState(msgs))
+	if rejected, acked := h.settledTags(t); rejected != nil || !slices.Equal(acked, []uint64{2}) {
+		t.Errorf("dead-lettered %v and acked %v, want one multiple ack of tag 2", rejected, acked)
+	}
+	if got := h.writes(t, "applied"); got != 3 {
+		t.Errorf("applied writes = %v, want 3 (a, b, c)", got)
+	}
+	if got := h.writes(t, "superseded"); got != 1 {
+		t.Errorf("superseded writes = %v, want 1 (the older a)", got)
+	}
+	if got := h.messages(t, "acked"); got != 2 {
+		t.Errorf("acked messages = %v, want 2", got)
+	}
+}
+
+func TestBatchBoundCountsWritesNotMessages(t *testing.T) {
+	// Batches of at most four writes; a message is never split, so a
+	// message that would take a batch over four writes starts the next
+	// one, and a message of more than four writes is a batch of its own.
+	h := newHarness(t)
+	msgs := []message{
+		group(put("a", "1", 1), put("b", "1", 2), put("c", "1", 3)), // tag 1: 3 writes
+		group(put("d", "1", 4), put("e", "1", 5)),                   // tag 2: would make 5, next batch
+		put("f", "1", 6), // tag 3: batch of 3
+		group(put("g", "1", 7), put("h", "1", 8), put("i", "1", 9), put("j", "1", 10), put("k", "1", 11)), // tag 4: 5 writes alone
+		put("l", "1", 12), // tag 5
+	}
+	h.run(t, msgs...)
+
+	if rejected, acked := h.settledTags(t); rejected != nil || !slices.Equal(acked, []uint64{1, 3, 4, 5}) {
+		t.Errorf("dead-lettered %v and acked %v, want acks 1, 3, 4, 5", rejected, acked)
+	}
+	h.checkState(t, newestState(msgs))
+	batches := h.metric(t, "kvfleet_consumer_batch_size", "").GetHistogram()
+	if batches.GetSampleCount() != 4 || batches.GetSampleSum() != 12 {
+		t.Errorf("batch size histogram has %d batches of %v writes in all, want 4 batches of 12",
+			batches.GetSampleCount(), batches.GetSampleSum())
+	}
+}
+
+func TestRefusedWriteDeadLettersItsWholeMessage(t *testing.T) {
+	h := newHarness(t, withStore(func(s *kvtest.MemoryStore) consumer.Store { return refusingStore{s, "bad"} }))
+	msgs := []message{
+		put("a", "1", 1),
+		group(put("b", "1", 2), put("bad", "x", 3)), // tag 2: dead-lettered whole
+		put("c", "1", 4),
+	}
+	h.run(t, msgs...)
+
+	rejected, acked := h.settledTags(t)
+	if !slices.Equal(rejected, []uint64{2}) || !slices.Equal(acked, []uint64{3}) {
+		t.Errorf("dead-lettered %v and acked %v, want 2 dead-lettered and an ack of 3", rejected, acked)
+	}
+	// b shared the message with the refused write but is a good write of
+	// its own: it is applied, and the dead-lettered copy is harmless to
+	// replay (its version is already stored).
+	want := newestState(msgs)
+	delete(want, "bad")
+	h.checkState(t, want)
+	if got := h.messages(t, "dead_lettered"); got != 1 {
+		t.Errorf("dead-lettered messages = %v, want 1", got)
+	}
+	if got := h.writes(t, "dead_lettered"); got != 2 {
+		t.Errorf("dead-lettered writes = %v, want 2 (the message's both)", got)
+	}
+}
+
+func TestGuardDeadLettersTheWholeMessage(t *testing.T) {
+	at := func(d time.Duration, n uint64) uint64 { return uint64(appliedAt.Add(d).UnixMilli())<<16 | n }
+	h := newHarness(t, func(c *consumer.Config, _ *consumer.Store) { c.MaxClockSkew = time.Minute })
+	msgs := []message{
+		group(put("now", "v", at(0, 1)), put("future", "v", at(2*time.Minute, 0))), // tag 1
+		put("other", "v", at(0, 2)), // tag 2
+	}
+	h.run(t, msgs...)
+
+	rejected, acked := h.settledTags(t)
+	if !slices.Equal(rejected, []uint64{1}) || !slices.Equal(acked, []uint64{2}) {
+		t.Errorf("dead-lettered %v and acked %v, want 1 dead-lettered and an ack of 2", rejected, acked)
+	}
+	// Nothing of a guarded message is applied: it is settled as one, and
+	// its writes share the clock the guard judged.
+	h.checkState(t, newestState(msgs[1:]))
+	if got := h.store.Snapshot(); len(got) != 1 {
+		t.Errorf("store = %v, want only \"other\"", got)
+	}
+	if got := h.metricWith(t, "kvfleet_consumer_guarded_total", "reason", "future_version").GetCounter().GetValue(); got != 2 {
+		t.Errorf("guarded{future_version} = %v, want 2 (both writes of the message)", got)
+	}
+}
+
+func TestGroupedPoisonIsDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	v := kvtest.V(9).String()
+	msgs := []message{
+		put("a", "1", 1),
+		poison(`{"writes":[{"op":"put","key":"b","value":"1","version":"` + v + `"},{"op":"upsert","key":"c","version":"` + v + `"}]}`),
+		put("d", "1", 2),
+	}
+	h.run(t, msgs...)
+
+	rejected, acked := h.settledTags(t)
+	if !slices.Equal(rejected, []uint64{2}) || !slices.Equal(acked, []uint64{3}) {
+		t.Errorf("dead-lettered %v and acked %v, want 2 dead-lettered and an ack of 3", rejected, acked)
+	}
+	// The good first write of the poison message is not applied: a message
+	// with a bad part did not come from a compatible API.
+	if _, ok := h.store.Snapshot()["b"]; ok {
+		t.Error("a write of an undecodable message was applied")
 	}
 }

@@ -43,7 +43,7 @@ func autoscalingBoard() Board {
 					q(`avg(kvfleet_http_in_flight{job="api"})`, "in flight per replica")),
 				series("Backlog per consumer", "short", 12, "Messages in kvfleet.writes per running consumer (the scaler's target: 500).",
 					q(`(`+backlog+`) / count(up{job="consumer"} == 1)`, "backlog per consumer")),
-				series("Consumer throughput", "ops", 12, "Messages the consumers complete per second.",
+				series("Consumer throughput", "ops", 12, "Queue messages the consumers settle per second (the unit of the backlog; a message carries one write or several).",
 					q(`sum(rate(kvfleet_consumer_messages_total{job="consumer"}[$__rate_interval]))`, "completed")),
 			}},
 		},

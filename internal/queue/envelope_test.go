@@ -223,3 +223,134 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestEnvelopeBatchRoundTrip(t *testing.T) {
+	at := time.Date(2025, 7, 8, 9, 10, 11, 123456789, time.UTC)
+	ws := []kv.Write{
+		{Op: kv.OpPut, Key: "a", Value: "1", Version: envelopeVersion, AcceptedAt: at},
+		{Op: kv.OpDelete, Key: "b", Version: version.Version{HLC: envelopeVersion.HLC + 1, Node: 7}, AcceptedAt: at},
+		// The same key twice: a message keeps every write, in order; the
+		// consumer picks the newest.
+		{Op: kv.OpPut, Key: "a", Value: "2", Version: version.Version{HLC: envelopeVersion.HLC + 2, Node: 7}, AcceptedAt: at},
+	}
+	body, err := EncodeBatch(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if len(fields) != 1 || fields["writes"] == nil {
+		t.Fatalf("a message of three writes = %s, want an object holding only the list \"writes\"", body)
+	}
+	got, err := DecodeBatch(body, envelopeLimits)
+	if err != nil {
+		t.Fatalf("DecodeBatch(%s): %v", body, err)
+	}
+	if len(got) != len(ws) {
+		t.Fatalf("DecodeBatch returned %d writes, want %d", len(got), len(ws))
+	}
+	for i := range ws {
+		if !sameWrite(got[i], ws[i]) {
+			t.Errorf("write %d = %+v, want %+v", i, got[i], ws[i])
+		}
+	}
+	if _, err := Decode(body, envelopeLimits); !errors.Is(err, ErrUndecodable) {
+		t.Errorf("Decode of a three-write message: %v, want ErrUndecodable", err)
+	}
+}
+
+func TestEncodeBatchOfOneIsTheOneWriteForm(t *testing.T) {
+	w := kv.Write{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion}
+	one, err := Encode(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := EncodeBatch([]kv.Write{w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(one) != string(batch) {
+		t.Errorf("EncodeBatch of one write = %s, want the one-write form %s (which older consumers read)", batch, one)
+	}
+	got, err := DecodeBatch(one, envelopeLimits)
+	if err != nil || len(got) != 1 || !sameWrite(got[0], w) {
+		t.Errorf("DecodeBatch(one-write form) = %+v, %v; want [%+v]", got, err, w)
+	}
+	if _, err := EncodeBatch(nil); err == nil {
+		t.Error("EncodeBatch(nil) succeeded, want an error: a message carries at least one write")
+	}
+}
+
+func TestDecodeBatchErrors(t *testing.T) {
+	v := envelopeVersion.String()
+	write := `{"op":"put","key":"k","value":"v","version":"` + v + `"}`
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"empty list", `{"writes":[]}`},
+		{"list and one-write fields", `{"op":"put","key":"k","version":"` + v + `","writes":[` + write + `]}`},
+		{"nested list", `{"writes":[{"writes":[` + write + `]}]}`},
+		{"one bad write among good ones", `{"writes":[` + write + `,{"op":"upsert","key":"k","version":"` + v + `"}]}`},
+		{"one write over the limits", `{"writes":[` + write + `,{"op":"put","key":"` + strings.Repeat("k", 17) + `","version":"` + v + `"}]}`},
+		{"list of the wrong type", `{"writes":{"op":"put"}}`},
+		{"list of numbers", `{"writes":[1,2]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws, err := DecodeBatch([]byte(tt.body), envelopeLimits)
+			if !errors.Is(err, ErrUndecodable) {
+				t.Fatalf("DecodeBatch(%s) = %+v, %v; want an error wrapping ErrUndecodable", tt.body, ws, err)
+			}
+			if ws != nil {
+				t.Errorf("DecodeBatch(%s) returned %+v with its error, want none: a message is applied whole or not at all", tt.body, ws)
+			}
+		})
+	}
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	at := time.Date(2025, 7, 8, 9, 10, 11, 5, time.UTC)
+	b, err := EncodeBatch([]kv.Write{
+		{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion, AcceptedAt: at},
+		{Op: kv.OpDelete, Key: "日本\x00\"", Version: envelopeVersion, AcceptedAt: at},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(`{"writes":[{"op":"put","key":"k","version":"00000000000000000000000000000001"},{}]}`))
+	f.Add([]byte(`{"writes":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ws, err := DecodeBatch(b, envelopeLimits)
+		if err != nil {
+			if !errors.Is(err, ErrUndecodable) {
+				t.Fatalf("DecodeBatch error %v does not wrap ErrUndecodable", err)
+			}
+			return
+		}
+		if len(ws) == 0 {
+			t.Fatal("DecodeBatch accepted a message with no write")
+		}
+		for _, w := range ws {
+			if err := envelopeLimits.Validate(w); err != nil {
+				t.Fatalf("DecodeBatch accepted %+v, which Validate refuses: %v", w, err)
+			}
+		}
+		again, err := EncodeBatch(ws)
+		if err != nil {
+			t.Fatalf("EncodeBatch of decoded writes: %v", err)
+		}
+		ws2, err := DecodeBatch(again, envelopeLimits)
+		if err != nil || len(ws2) != len(ws) {
+			t.Fatalf("re-decoding %s: %d writes, %v; want %d", again, len(ws2), err, len(ws))
+		}
+		for i := range ws {
+			if !sameWrite(ws[i], ws2[i]) {
+				t.Fatalf("re-decoded write %d = %+v, want %+v", i, ws2[i], ws[i])
+			}
+		}
+	})
+}

@@ -10,10 +10,12 @@ type Settler interface {
 }
 
 // Message is one delivery of the write queue, decoded, with the means to
-// settle it. Messages of one channel come in delivery order.
+// settle it. Messages of one channel come in delivery order. A message is
+// settled whole: its writes are acknowledged or dead-lettered together.
 type Message struct {
-	// Write is the decoded write; it is zero when Err is set.
-	Write kv.Write
+	// Writes are the decoded writes, in the order the publisher grouped
+	// them (one or more); none when Err is set.
+	Writes []kv.Write
 	// Err says why the body could not be decoded or validated (it wraps
 	// ErrUndecodable). Such a message can only be dead-lettered.
 	Err error
@@ -26,11 +28,11 @@ type Message struct {
 	settler Settler
 }
 
-// NewMessage decodes body (see Decode) into a Message whose settlement goes
-// to settler under delivery tag tag.
+// NewMessage decodes body (see DecodeBatch) into a Message whose settlement
+// goes to settler under delivery tag tag.
 func NewMessage(body []byte, id string, tag uint64, settler Settler, limits kv.Limits) Message {
-	w, err := Decode(body, limits)
-	return Message{Write: w, Err: err, ID: id, Size: len(body), tag: tag, settler: settler}
+	ws, err := DecodeBatch(body, limits)
+	return Message{Writes: ws, Err: err, ID: id, Size: len(body), tag: tag, settler: settler}
 }
 
 // AckThrough acknowledges m and every earlier message of its channel that is

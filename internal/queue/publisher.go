@@ -30,36 +30,53 @@ type PublisherConfig struct {
 	Connection *Connection
 	Topology   Topology
 	// Channels is the number of confirm-mode channels shared by all
-	// concurrent publishes. Each channel pipelines many outstanding
-	// messages; more than one spreads the work of the client library.
+	// concurrent publishes; more than one spreads the work of the client
+	// library.
 	Channels int
+	// Pipeline is how many messages may await the broker's confirm at once,
+	// across the channels. While that many are out, the writes of new
+	// requests wait and are then sent together, up to MaxBatch writes and
+	// MaxBatchBytes of keys and values in one message.
+	Pipeline      int
+	MaxBatch      int
+	MaxBatchBytes int
 	// Timeout bounds a publish, from the call to the broker's confirm.
 	Timeout time.Duration
 	Logger  *slog.Logger
 }
 
 // Publisher publishes writes with publisher confirms over a supervised
-// connection. Concurrent publishes share a few confirm-mode channels and
-// each waits only for its own confirm (tracked by delivery tag inside
-// amqp091's deferred confirmations), so confirms are pipelined rather than
-// serialized.
+// connection.
+//
+// It commits writes in groups. A quorum queue's cost is per message: each is
+// replicated to a majority of the nodes and confirmed, and on a busy broker
+// that cost, not the bytes, sets how many writes per second it takes. So the
+// publisher keeps at most Pipeline messages unconfirmed; a write that
+// arrives while they are all out waits for the next free slot and goes in
+// one message with the other writes that waited meanwhile. A lone write on
+// an idle publisher goes at once, on its own: grouping costs no latency
+// when there is nothing to group, and grows with the load it relieves. Each
+// write's request is answered when the message carrying it is confirmed.
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
 
-	session    atomic.Pointer[publishSession]
-	blocked    atomic.Bool
-	roundRobin atomic.Uint64
+	session atomic.Pointer[publishSession]
+	blocked atomic.Bool
 
 	published  *prometheus.CounterVec
 	confirmDur prometheus.Histogram
 	inFlight   prometheus.Gauge
+	batchSize  prometheus.Histogram
 }
 
 // NewPublisher returns a Publisher; Run connects it.
 func NewPublisher(cfg PublisherConfig, reg prometheus.Registerer) *Publisher {
-	if cfg.Channels < 1 {
-		cfg.Channels = 1
+	cfg.Channels = max(cfg.Channels, 1)
+	cfg.Pipeline = max(cfg.Pipeline, cfg.Channels)
+	cfg.MaxBatch = max(cfg.MaxBatch, 1)
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = int(^uint(0) >> 1)
 	}
 	f := promauto.With(reg)
 	return &Publisher{
@@ -71,12 +88,17 @@ func NewPublisher(cfg PublisherConfig, reg prometheus.Registerer) *Publisher {
 		}, []string{"result"}),
 		confirmDur: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kvfleet_publish_confirm_duration_seconds",
-			Help:    "Time from publishing a write to the broker's confirm.",
+			Help:    "Time from a write's publish call to the broker's confirm of the message carrying it, waiting for a free slot included.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "kvfleet_publish_in_flight",
-			Help: "Publishes waiting for the broker's confirm.",
+			Help: "Writes waiting for the broker's confirm, or for a free slot to be sent in.",
+		}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvfleet_publish_batch_size",
+			Help:    "Writes per published message.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
 }
@@ -84,16 +106,26 @@ func NewPublisher(cfg PublisherConfig, reg prometheus.Registerer) *Publisher {
 // Connected reports whether the publisher currently has a broker connection.
 func (p *Publisher) Connected() bool { return p.session.Load() != nil }
 
+// publishRequest is one write waiting to be sent and confirmed.
+type publishRequest struct {
+	ctx   context.Context
+	write kv.Write
+	// done receives the outcome of the message that carried the write.
+	done chan outcome
+}
+
+// outcome is how a message's publish ended: a result label for the metrics
+// and, unless it was confirmed, the error.
+type outcome struct {
+	result string
+	err    error
+}
+
 // Publish sends w and returns nil once the broker has confirmed it, which
 // for a persistent message on a quorum queue means a majority of the
 // cluster has written it. Any other outcome is an error: the caller must not
 // report the write as accepted.
 func (p *Publisher) Publish(ctx context.Context, w kv.Write) error {
-	body, err := Encode(w)
-	if err != nil {
-		p.published.WithLabelValues("error").Inc()
-		return err
-	}
 	sess := p.session.Load()
 	if sess == nil {
 		p.published.WithLabelValues("not_connected").Inc()
@@ -107,65 +139,211 @@ func (p *Publisher) Publish(ctx context.Context, w kv.Write) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
-
 	p.inFlight.Inc()
 	defer p.inFlight.Dec()
-	ch := sess.channels[p.roundRobin.Add(1)%uint64(len(sess.channels))]
-	msgID := w.Version.String()
 	start := time.Now()
-	result, err := ch.publish(ctx, p.cfg.Topology.Queue, amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    msgID,
-		Timestamp:    w.AcceptedAt,
-		Type:         w.Op.String(),
-		Body:         body,
-	})
-	p.published.WithLabelValues(result).Inc()
-	if err != nil {
-		return fmt.Errorf("queue: publish: %w", err)
+
+	o := sess.submit(ctx, &publishRequest{ctx: ctx, write: w, done: make(chan outcome, 1)})
+	p.published.WithLabelValues(o.result).Inc()
+	if o.err != nil {
+		return fmt.Errorf("queue: publish: %w", o.err)
 	}
 	p.confirmDur.Observe(time.Since(start).Seconds())
 	return nil
 }
 
 // Run keeps the publisher connected until ctx ends: on every connection
-// it declares the topology and opens the confirm channels. Publishes fail
-// fast with ErrNotConnected while there is no connection.
+// it declares the topology, opens the confirm channels and starts the
+// senders. Publishes fail fast with ErrNotConnected while there is no
+// connection.
 func (p *Publisher) Run(ctx context.Context) {
 	p.cfg.Connection.Supervise(ctx, p.serve)
 }
 
 // serve publishes over conn until it or one of its channels is lost.
 func (p *Publisher) serve(ctx context.Context, conn *amqp.Connection, ready func()) error {
-	sess := &publishSession{lost: make(chan error, 1)}
-	// Closing the connection ends the watchers, and releases the publishes
-	// still waiting for a confirm with an error.
-	defer func() {
+	sess := &publishSession{
+		lost:    make(chan error, 1),
+		pending: make(chan *publishRequest, pendingRequests),
+		closed:  make(chan struct{}),
+		drained: make(chan struct{}),
+	}
+	if err := p.open(conn, sess); err != nil {
 		_ = conn.Close()
 		sess.watches.Wait()
-	}()
-	if err := p.open(conn, sess); err != nil {
 		return err
 	}
 	p.blocked.Store(false)
+	for i := range p.cfg.Pipeline {
+		ch := sess.channels[i%len(sess.channels)]
+		sess.senders.Go(func() { p.send(ctx, sess, ch) })
+	}
 	p.session.Store(sess)
-	defer p.session.Store(nil)
 	ready()
+
+	var err error
 	select {
 	case <-ctx.Done():
-		return nil
-	case lost := <-sess.lost:
-		return lost
+	case err = <-sess.lost:
 	}
+	// Stop taking requests, release the confirms still awaited (closing the
+	// connection ends them as not acknowledged), and answer every request
+	// that no sender took.
+	p.session.Store(nil)
+	close(sess.closed)
+	_ = conn.Close()
+	sess.senders.Wait()
+	sess.watches.Wait()
+	sess.failPending()
+	close(sess.drained)
+	return err
 }
 
-// publishSession is one connection's confirm channels.
+// pendingRequests bounds the writes waiting for a sender; beyond it a
+// publish waits (within its timeout) to be queued. The API's in-flight
+// limit keeps it from being reached in practice.
+const pendingRequests = 4096
+
+// publishSession is one connection's confirm channels and senders.
 type publishSession struct {
 	channels []*confirmChannel
+	// pending holds the writes waiting for a sender.
+	pending chan *publishRequest
+	// closed is closed when the session stops taking requests; drained when
+	// every request it took has been answered.
+	closed, drained chan struct{}
+	senders         sync.WaitGroup
 	// lost receives the first reason the connection or a channel closed.
 	lost    chan error
 	watches sync.WaitGroup
+}
+
+// submit queues req for a sender and waits for its outcome, its context's
+// end, or the session's end.
+func (s *publishSession) submit(ctx context.Context, req *publishRequest) outcome {
+	select {
+	case s.pending <- req:
+	case <-s.closed:
+		return outcome{"not_connected", ErrNotConnected}
+	case <-ctx.Done():
+		return outcome{"timeout", fmt.Errorf("waiting to be sent: %w", ctx.Err())}
+	}
+	select {
+	case o := <-req.done:
+		return o
+	case <-ctx.Done():
+		return outcome{"timeout", fmt.Errorf("waiting for confirm: %w", ctx.Err())}
+	case <-s.drained:
+		// Every sender has stopped and every pending request has been
+		// answered; one queued after that drain will never be.
+		select {
+		case o := <-req.done:
+			return o
+		default:
+			return outcome{"not_connected", ErrNotConnected}
+		}
+	}
+}
+
+// failPending answers the requests that no sender took.
+func (s *publishSession) failPending() {
+	for {
+		select {
+		case req := <-s.pending:
+			req.done <- outcome{"not_connected", ErrNotConnected}
+		default:
+			return
+		}
+	}
+}
+
+// send is one of the session's Pipeline senders: it takes the next waiting
+// write, groups with it every write that waited meanwhile (within the
+// bounds), publishes them as one message on ch, and answers them all with
+// the confirm. It ends with the session.
+func (p *Publisher) send(ctx context.Context, sess *publishSession, ch *confirmChannel) {
+	var (
+		group []*publishRequest
+		// carried is a write that did not fit in the previous group.
+		carried *publishRequest
+	)
+	writes := make([]kv.Write, 0, p.cfg.MaxBatch)
+	for {
+		group = group[:0]
+		if carried != nil {
+			group, carried = append(group, carried), nil
+		} else {
+			select {
+			case <-sess.closed:
+				return
+			case req := <-sess.pending:
+				group = append(group, req)
+			}
+		}
+		bytes := writeBytes(group[0].write)
+	fill:
+		for len(group) < p.cfg.MaxBatch {
+			select {
+			case req := <-sess.pending:
+				if n := writeBytes(req.write); bytes+n > p.cfg.MaxBatchBytes {
+					carried = req
+					break fill
+				} else {
+					bytes += n
+				}
+				group = append(group, req)
+			default:
+				break fill
+			}
+		}
+		// A request whose caller has given up is not sent: its client was
+		// told that the write was not accepted.
+		writes = writes[:0]
+		live := group[:0]
+		for _, req := range group {
+			if req.ctx.Err() == nil {
+				live = append(live, req)
+				writes = append(writes, req.write)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		o := p.publishGroup(ctx, ch, writes)
+		for _, req := range live {
+			req.done <- o
+		}
+		clear(group)
+	}
+}
+
+// writeBytes is what a write adds to a message, for the batch bound: its key
+// and value (the envelope's fixed fields are small beside the limit).
+func writeBytes(w kv.Write) int { return len(w.Key) + len(w.Value) }
+
+// publishGroup publishes writes as one message and waits for its confirm.
+func (p *Publisher) publishGroup(ctx context.Context, ch *confirmChannel, writes []kv.Write) outcome {
+	body, err := EncodeBatch(writes)
+	if err != nil {
+		return outcome{"error", err}
+	}
+	p.batchSize.Observe(float64(len(writes)))
+	kind := "batch"
+	if len(writes) == 1 {
+		kind = writes[0].Op.String()
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	// Versions are unique per write, so the first one names the message.
+	result, err := ch.publish(ctx, p.cfg.Topology.Queue, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    writes[0].Version.String(),
+		Timestamp:    writes[0].AcceptedAt,
+		Type:         kind,
+		Body:         body,
+	})
+	return outcome{result, err}
 }
 
 // open declares the topology and opens sess's confirm channels on conn,

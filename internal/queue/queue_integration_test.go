@@ -24,13 +24,21 @@ func topology() queue.Topology {
 	return queue.Topology{Queue: "t.writes", DeadLetterExchange: "t.dlx", DeadLetterQueue: "t.dead", DeliveryLimit: 5}
 }
 
-func startPublisher(t *testing.T, url string) *queue.Publisher {
+// startPublisher starts a publisher with two channels and two messages in
+// flight at most, grouping up to 64 writes per message unless tune says
+// otherwise.
+func startPublisher(t *testing.T, url string, tune func(*queue.PublisherConfig)) *queue.Publisher {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	conn := queue.NewConnection(&queue.Dialer{URLs: []string{url}, Timeout: 2 * time.Second, Heartbeat: 5 * time.Second, WriteTimeout: 2 * time.Second}, quiet, reg)
-	p := queue.NewPublisher(queue.PublisherConfig{
-		Connection: conn, Topology: topology(), Channels: 2, Timeout: 3 * time.Second, Logger: quiet,
-	}, reg)
+	cfg := queue.PublisherConfig{
+		Connection: conn, Topology: topology(), Channels: 2, Pipeline: 2, MaxBatch: 64,
+		Timeout: 3 * time.Second, Logger: quiet,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	p := queue.NewPublisher(cfg, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { p.Run(ctx) })
@@ -78,13 +86,16 @@ func queueDepth(t *testing.T, rmq *testserver.RabbitMQ, name string) int {
 func TestRabbitMQ(t *testing.T) {
 	rmq := testserver.MustRabbitMQ(t)
 	ctx := t.Context()
-	pub := startPublisher(t, rmq.URL)
+	pub := startPublisher(t, rmq.URL, nil)
 
-	t.Run("confirmed writes are in the durable queue", func(t *testing.T) {
+	// publishAll publishes n writes at once through p and fails on any
+	// error: each returns only once its message is confirmed.
+	publishAll := func(t *testing.T, p *queue.Publisher, n int, firstHLC uint64) {
+		t.Helper()
 		var wg sync.WaitGroup
-		errs := make(chan error, 200)
-		for i := range 200 {
-			wg.Go(func() { errs <- pub.Publish(ctx, write("k", uint64(i+1))) })
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() { errs <- p.Publish(ctx, write("k", firstHLC+uint64(i))) })
 		}
 		wg.Wait()
 		close(errs)
@@ -93,8 +104,15 @@ func TestRabbitMQ(t *testing.T) {
 				t.Fatalf("Publish: %v", err)
 			}
 		}
-		if got := queueDepth(t, rmq, "t.writes"); got != 200 {
-			t.Fatalf("queue holds %d messages, want 200", got)
+	}
+
+	t.Run("concurrent writes are confirmed in shared messages", func(t *testing.T) {
+		publishAll(t, pub, 200, 1)
+		// Two messages in flight at most: the writes that arrive
+		// meanwhile wait and go together. (The next subtest checks that
+		// every write is in them.)
+		if got := queueDepth(t, rmq, "t.writes"); got < 1 || got >= 200 {
+			t.Fatalf("queue holds %d messages for 200 concurrent writes, want fewer: writes waiting for a slot share a message", got)
 		}
 	})
 
@@ -121,7 +139,9 @@ func TestRabbitMQ(t *testing.T) {
 						if m.Err != nil {
 							return m.Err
 						}
-						seen[m.Write.Version.String()] = true
+						for _, w := range m.Writes {
+							seen[w.Version.String()] = true
+						}
 						_ = m.AckThrough()
 						if len(seen) == 200 {
 							cancel()
@@ -137,6 +157,14 @@ func TestRabbitMQ(t *testing.T) {
 		}
 		if len(seen) != 200 {
 			t.Fatalf("received %d distinct writes, want 200", len(seen))
+		}
+	})
+
+	t.Run("a batch limit of one publishes every write on its own", func(t *testing.T) {
+		single := startPublisher(t, rmq.URL, func(c *queue.PublisherConfig) { c.MaxBatch = 1 })
+		publishAll(t, single, 50, 1000)
+		if got := queueDepth(t, rmq, "t.writes"); got != 50 {
+			t.Fatalf("queue holds %d messages, want 50", got)
 		}
 	})
 
