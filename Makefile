@@ -35,6 +35,33 @@ CHAOS_FLAGS ?=
 chaos: ## faults one at a time under load on the running fleet (./start.sh first); CHAOS_FLAGS=--quick: CI's short schedule
 	$(GO) run ./cmd/kvfleet-chaos $(CHAOS_FLAGS)
 
+# The autoscaling test brings up its own fleet (project kvfleet-autoscale,
+# port 18200), runs the scaler beside it under idle, saturating and idle
+# traffic through 127.0.0.1 and tears it down; it changes only that
+# project's replicas. AUTOSCALE_FLAGS=--quick is CI's short schedule.
+AUTOSCALE_FLAGS ?=
+
+.PHONY: autoscale-test
+autoscale-test: ## the scaler's live test on a fleet of its own (port 18200); AUTOSCALE_FLAGS=--quick: ~5 min (full: ~20 min); result docs/report/autoscale.json
+	scripts/autoscale-test.sh $(AUTOSCALE_FLAGS)
+
+# The test report: the tools above on the running fleet (./start.sh
+# first), their JSON under docs/report/, charts, docs/report.md. Run load
+# under the shared lock: flock /tmp/kvfleet-load.lock make report.
+# `make report --quick` is not a make option: use REPORT_FLAGS=--quick or
+# make report-quick (scripts/report.sh --help lists the flags).
+REPORT_FLAGS ?=
+
+.PHONY: report report-quick report-render
+report: ## the test report on the running fleet: e2e, reference systems, benchmark, chaos, autoscaling -> docs/report.md (~40 min)
+	scripts/report.sh $(REPORT_FLAGS)
+
+report-quick: ## the same with the short schedules (under 10 min)
+	scripts/report.sh --quick $(REPORT_FLAGS)
+
+report-render: ## redraw the charts and rewrite docs/report.md from docs/report/*.json
+	$(GO) run ./cmd/kvfleet-report render
+
 # The benchmark needs a running fleet (./start.sh); it sends traffic only to
 # 127.0.0.1, and the containers it starts (reference server and nginx,
 # broker helpers) carry the label kvfleet.bench.run and are removed at the end.

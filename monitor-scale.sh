@@ -26,6 +26,8 @@ Each decision is one JSON line on stdout: the service, the signals
 (value/target per replica), current -> desired replicas and the reason.
 Metrics for the dashboards: http://127.0.0.1:9102/metrics
 (kvfleet_scaler_*). How it decides: docs/autoscaling.md.
+To run it as a service of the fleet instead, where Prometheus scrapes
+its metrics: ./start.sh --autoscale.
 
 Settings are flags, environment variables or lines in .env, e.g.
   KVFLEET_SCALER_API_MIN=3 KVFLEET_SCALER_API_MAX=8 ./monitor-scale.sh

@@ -16,9 +16,12 @@ source scripts/lib/images.sh
 
 usage() {
 	cat <<'USAGE'
-Usage: ./start.sh [--down [--volumes] | --logs | --help]
+Usage: ./start.sh [--autoscale | --down [--volumes] | --logs | --help]
 
   (no argument)        build, start (or update) the fleet, run the smoke tests
+  --autoscale          the same, with the autoscaler as a service of the fleet
+                       (profile autoscale: Prometheus scrapes it; it uses the
+                       Docker socket); a later run without it removes it
   --down               stop the fleet, keeping its data volumes
   --down --volumes     stop it and delete its data
   --logs               print the last log lines of every service
@@ -204,6 +207,62 @@ build_app_image() {
 	fi
 }
 
+# --- the autoscaler as a fleet service -----------------------------------------
+
+# compose_plugin prints the path of the Compose v2 CLI plugin that the
+# docker command on this machine runs.
+compose_plugin() {
+	local path
+	path=$(docker info --format '{{range .ClientInfo.Plugins}}{{if eq .Name "compose"}}{{.Path}}{{end}}{{end}}' 2>/dev/null)
+	[[ -n $path && -x $path ]] && printf '%s\n' "$path"
+}
+
+# build_scaler_image builds kvfleet-scaler:local (deploy/scaler.Dockerfile):
+# the scaler with a Docker CLI and the Compose plugin. Where images can be
+# pulled its base is docker:<version>-cli, which carries both; with the
+# stand-ins it is their Debian base with this machine's own docker CLI and
+# Compose plugin copied in, which must then run there (checked).
+build_scaler_image() {
+	command -v go >/dev/null || die "--autoscale needs Go to build the scaler; install Go 1.26, or run ./monitor-scale.sh beside the fleet"
+	say "building the autoscaler's image (kvfleet-scaler:local)"
+	make --no-print-directory scaler >/dev/null
+	local ctx base plugin
+	ctx=$(mktemp -d)
+	mkdir -p "$ctx/cli"
+	cp bin/kvfleet-scaler "$ctx/"
+	if [[ $(env_get KVFLEET_IMAGES) == official ]]; then
+		base=$(pinned_image KVFLEET_SCALER_BASE_IMAGE) || die "deploy/images.env is incomplete"
+	else
+		base=kvfleet-standin/base:$(pinned_image KVFLEET_STANDIN_SUITE) || die "deploy/images.env is incomplete"
+		plugin=$(compose_plugin) || die "--autoscale with stand-in images needs the Compose v2 plugin (scripts/install-compose.sh) to copy into the scaler's image"
+		mkdir -p "$ctx/cli/bin" "$ctx/cli/libexec/docker/cli-plugins"
+		cp "$(command -v docker)" "$ctx/cli/bin/docker"
+		cp "$plugin" "$ctx/cli/libexec/docker/cli-plugins/docker-compose"
+	fi
+	quietly docker build -q --build-arg "BASE=$base" -f deploy/scaler.Dockerfile -t kvfleet-scaler:local "$ctx"
+	rm -rf "$ctx"
+	docker run --rm --entrypoint docker kvfleet-scaler:local compose version >/dev/null 2>&1 ||
+		die "the Docker CLI or Compose plugin does not run in kvfleet-scaler:local (built from $base); run ./monitor-scale.sh beside the fleet instead"
+}
+
+# configure_scaler adds the autoscaler to the fleet (--autoscale), or
+# removes one that an earlier --autoscale run left.
+configure_scaler() {
+	if [[ $AUTOSCALE == yes ]]; then
+		# Compose in the scaler's container finds the project where it is
+		# on the host (the repository is mounted at the same path).
+		env_set KVFLEET_REPO_DIR "$PWD"
+		env_set KVFLEET_SCALER_ENV_FILE "$ENV_FILE"
+		env_set COMPOSE_PROFILES "$(env_get COMPOSE_PROFILES),autoscale"
+		build_scaler_image
+		return
+	fi
+	if [[ -n $(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=scaler) ]]; then
+		say "removing the autoscaler service (run ./start.sh --autoscale to keep it)"
+		compose --profile autoscale rm --stop --force scaler >/dev/null 2>&1 || true
+	fi
+}
+
 # --- bring-up -----------------------------------------------------------------
 
 # fleet_status prints "name status" for each container of the project.
@@ -309,6 +368,9 @@ kvfleet is up.
   Prometheus  http://127.0.0.1:${KVFLEET_PROMETHEUS_PORT:-9090}/
   RabbitMQ UI http://127.0.0.1:${KVFLEET_RABBITMQ_UI_PORT:-15672}/   (user admin, password KVFLEET_RABBITMQ_ADMIN_PASSWORD in $ENV_FILE)
 MSG
+	if [[ $AUTOSCALE == yes ]]; then
+		printf '  autoscaler  a fleet service: %s --project-name %s logs -f scaler; metrics kvfleet_scaler_* in Prometheus\n' "${COMPOSE[*]}" "$PROJECT"
+	fi
 	if [[ $GRAFANA == yes ]]; then
 		printf '  Grafana     http://127.0.0.1:%s/   (user admin, password KVFLEET_GRAFANA_PASSWORD in %s)\n' "${KVFLEET_GRAFANA_PORT:-3000}" "$ENV_FILE"
 	else
@@ -332,8 +394,13 @@ main() {
 	# The arguments are checked before anything is touched: a mistyped
 	# option must not bring the fleet up.
 	local action
+	AUTOSCALE=no
 	case "$#:${1-}:${2-}" in
 	0::) action=up ;;
+	1:--autoscale:)
+		action=up
+		AUTOSCALE=yes
+		;;
 	1:-h: | 1:--help:)
 		usage
 		return
@@ -346,15 +413,15 @@ main() {
 	check_prerequisites
 	case $action in
 	logs)
-		compose --profile cockroach --profile postgres --profile grafana logs --no-color --tail 200
+		compose --profile cockroach --profile postgres --profile grafana --profile autoscale logs --no-color --tail 200
 		return
 		;;
 	down | down-volumes)
 		say "stopping the fleet"
 		if [[ $action == down-volumes ]]; then
-			compose --profile cockroach --profile postgres --profile grafana down --volumes --remove-orphans
+			compose --profile cockroach --profile postgres --profile grafana --profile autoscale down --volumes --remove-orphans
 		else
-			compose --profile cockroach --profile postgres --profile grafana down --remove-orphans
+			compose --profile cockroach --profile postgres --profile grafana --profile autoscale down --remove-orphans
 		fi
 		return
 		;;
@@ -364,6 +431,7 @@ main() {
 	GRAFANA=no
 	choose_images
 	build_app_image
+	configure_scaler
 	bring_up
 	say "smoke tests through nginx"
 	scripts/smoke-test.sh "http://127.0.0.1:${KVFLEET_PORT:-8000}"

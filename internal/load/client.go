@@ -124,16 +124,35 @@ func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, erro
 			return nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		resendable(req)
 		return req, nil
 	case OpDelete:
 		target.RawQuery = url.Values{"key_name": {r.Key}}.Encode()
-		return http.NewRequestWithContext(ctx, http.MethodDelete, target.String(), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		resendable(req)
+		return req, nil
 	case OpGet:
 		target.RawQuery = url.Values{"key": {r.Key}}.Encode()
 		return http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	}
 	return nil, fmt.Errorf("load: unknown operation %v", r.Op)
 }
+
+// resendable lets Go's transport send a write again on a new connection
+// when a kept-alive connection it reused was closed before any byte of the
+// answer came back. Nginx does that to its idle client connections when it
+// reloads (after every scale change): a write sent at that instant is
+// never read, so nothing was applied, and the transport resends only in
+// that case, never after an answer has begun. The transport resends GET on
+// its own but PUT and DELETE only when the request carries an
+// Idempotency-Key; a key with no value marks the request without sending
+// the header (net/http, Transport). The API keeps no idempotency keys: a
+// resent write is a new write with a newer version, which the README's
+// consistency model already makes safe to retry.
+func resendable(req *http.Request) { req.Header["Idempotency-Key"] = nil }
 
 // describe fills the outcome from an answer's body. A 202 or 200 that does
 // not name the request's key or carries no valid version is not counted as

@@ -1,12 +1,17 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -136,5 +141,82 @@ func TestClientOnlyTalksToThisMachine(t *testing.T) {
 	}
 	if _, err := NewClient("https://127.0.0.1", time.Second, 1); err == nil {
 		t.Error("NewClient accepted https, which it does not speak")
+	}
+}
+
+// closingServer answers the first request on a connection it keeps alive,
+// reads the second one on that connection and closes it without an answer,
+// as nginx closes an idle keep-alive connection when it reloads; every
+// later connection is answered. It counts the requests it read.
+func closingServer(t *testing.T) (base string, requests *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests = &atomic.Int32{}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	v := ver(1)
+	answer := func(conn net.Conn, r *http.Request) error {
+		body := `{"message":"Queued","status_code":202,"key_name":"ok","version":"` + v + `"}`
+		status := "202 Accepted"
+		if r.Method == http.MethodGet {
+			body, status = `{"key_name":"ok","value":"val","source":"redis","version":"`+v+`"}`, "200 OK"
+		}
+		_, err := fmt.Fprintf(conn, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", status, len(body), body)
+		return err
+	}
+	wg.Go(func() {
+		for first := true; ; first = false {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for i := 0; ; i++ {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, r.Body)
+					requests.Add(1)
+					if first && i == 1 {
+						return // closed with the request unanswered
+					}
+					if answer(conn, r) != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return "http://" + ln.Addr().String(), requests
+}
+
+// A write on a kept-alive connection that the server closes before
+// answering (nginx's reload) is sent again on a new connection, and
+// succeeds: PUT and DELETE alike, as GET always was.
+func TestWriteResentWhenAnIdleConnectionIsClosedUnanswered(t *testing.T) {
+	for _, op := range []Op{OpPut, OpDelete, OpGet} {
+		t.Run(op.String(), func(t *testing.T) {
+			base, requests := closingServer(t)
+			c, err := NewClient(base, 5*time.Second, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for i := range 2 {
+				o := c.Do(context.Background(), Request{Op: op, Key: "ok", Value: "v"})
+				if !o.Available() {
+					t.Fatalf("request %d: %s, want an answer", i+1, o.Kind())
+				}
+			}
+			if n := requests.Load(); n != 3 {
+				t.Errorf("the server read %d requests, want 3 (the second one twice)", n)
+			}
+		})
 	}
 }

@@ -49,6 +49,20 @@ type Settings struct {
 	Interval time.Duration
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// Observer, when set, is told of every decision and of every change
+	// carried out, after they are logged: the autoscale test
+	// (internal/autoscale) builds its timeline from them.
+	Observer Observer
+}
+
+// Observer hears what a Scaler decides and does. Its methods are called
+// from the Scaler's loop, one at a time, and must return quickly.
+type Observer interface {
+	// Decided is called once per service per interval.
+	Decided(service string, d Decision)
+	// Scaled is called after a change was carried out (err nil) or failed;
+	// started is when it began.
+	Scaled(service string, d Decision, started time.Time, err error)
 }
 
 // Scaler decides every interval, for every service, and acts.
@@ -132,7 +146,11 @@ func (s *Scaler) Step(ctx context.Context) error {
 			continue
 		}
 		start := time.Now()
-		if err := s.Fleet.Scale(ctx, svc.Name, reps, d.Desired); err != nil {
+		err := s.Fleet.Scale(ctx, svc.Name, reps, d.Desired)
+		if s.Observer != nil {
+			s.Observer.Scaled(svc.Name, d, start, err)
+		}
+		if err != nil {
 			failed = true
 			s.metrics.actions.WithLabelValues(svc.Name, "error").Inc()
 			s.Logger.Error("scale change failed", "scaling", svc.Name, "change", changeText(d), "err", err)
@@ -167,6 +185,9 @@ func (s *Scaler) decide(ctx context.Context, svc Service) (d Decision, act bool,
 	}
 	d, s.history[svc.Name] = Decide(svc.Policy, s.history[svc.Name], o)
 	s.record(ctx, svc, d)
+	if s.Observer != nil {
+		s.Observer.Decided(svc.Name, d)
+	}
 	return d, true, reps, unreachable
 }
 

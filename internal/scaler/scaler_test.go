@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,5 +273,42 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	<-done
 	if h.decisions("api", "none", ReasonAtMin) < 1 {
 		t.Error("Run did not decide at once")
+	}
+}
+
+// recorder is an Observer that keeps what it hears.
+type recorder struct {
+	decided []string
+	scaled  []string
+}
+
+func (r *recorder) Decided(service string, d Decision) {
+	r.decided = append(r.decided, service+":"+string(d.Reason))
+}
+
+func (r *recorder) Scaled(service string, d Decision, _ time.Time, err error) {
+	r.scaled = append(r.scaled, fmt.Sprintf("%s:%d→%d err=%v", service, d.Current, d.Desired, err))
+}
+
+// The Observer hears every decision, holds included, and every change with
+// its result, failed ones included.
+func TestObserverHearsDecisionsAndChanges(t *testing.T) {
+	h := newHarness(t, false)
+	rec := &recorder{}
+	h.s.Observer = rec
+	h.prom.set(busyAPI)
+	if err := h.step(t); err != nil {
+		t.Fatal(err)
+	}
+	h.fleet.failWith = errors.New("compose failed")
+	h.prom.set(answers{"process_cpu", "0.01", "in_flight", "0", "_ready", "5000", "_unacked", "0"})
+	if err := h.step(t); !errors.Is(err, ErrActionFailed) {
+		t.Fatalf("step with a failing fleet: %v", err)
+	}
+	if got, want := strings.Join(rec.decided, " "), "api:metrics consumer:at_min api:stabilizing consumer:metrics"; got != want {
+		t.Errorf("decided %q, want %q", got, want)
+	}
+	if got, want := strings.Join(rec.scaled, " "), "api:3→6 err=<nil> consumer:2→6 err=compose failed"; got != want {
+		t.Errorf("scaled %q, want %q", got, want)
 	}
 }
