@@ -152,3 +152,30 @@ func TestTrend(t *testing.T) {
 		t.Fatalf("15/s at 2000/s counted as growth: %+v", s)
 	}
 }
+
+func TestCurveNamesItsSaturationAndItsFirstFailure(t *testing.T) {
+	steps := []Phase{{TargetRate: 100, Verdict: "pass"}, {TargetRate: 150, Verdict: "pass"}, {TargetRate: 225, Verdict: "p99 120.0 ms > 100 ms"}}
+	c := Curve{Steps: steps, Saturation: 1}
+	if s := c.Saturated(); s == nil || s.TargetRate != 150 {
+		t.Errorf("Saturated = %+v, want the 150/s step", s)
+	}
+	if f := c.FirstFailure(); f == nil || f.TargetRate != 225 {
+		t.Errorf("FirstFailure = %+v, want the 225/s step", f)
+	}
+	all := Curve{Steps: steps[:2], Saturation: 1}
+	if f := all.FirstFailure(); f != nil {
+		t.Errorf("a ladder that ran out without a failure has FirstFailure %+v", f)
+	}
+	none := Curve{Steps: steps[2:], Saturation: -1}
+	if s := none.Saturated(); s != nil {
+		t.Errorf("a curve whose first step failed has Saturated %+v", s)
+	}
+}
+
+func TestBoundDescribesWhatAStepMustMeet(t *testing.T) {
+	got := Bound{MaxErrorRatio: 0.001, MaxP99MS: 100, MinAchieved: 0.97, QueueMustNotGrow: true}.String()
+	want := "errors <= 0.1%, answered >= 97% of the offered rate, p99 <= 100 ms, write queue not growing"
+	if got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}

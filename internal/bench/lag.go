@@ -8,6 +8,10 @@ import (
 	"github.com/kvfleet/kvfleet/internal/version"
 )
 
+// maxLagSamples bounds the raw lags a phase keeps for the report's
+// distribution (a phase samples a few hundred writes).
+const maxLagSamples = 5000
+
 // lagSampler follows sampled writes until a read returns their version
 // (or a newer one): the write → visible lag, from the 202 to that read.
 // At most cap(slots) writes are followed at once; a sample offered while
@@ -54,6 +58,9 @@ func (l *lagSampler) sample(ctx context.Context, key, ver string, accepted time.
 		if ok {
 			l.res.Visible++
 			l.hist.Record(lag)
+			if len(l.res.SamplesMS) < maxLagSamples {
+				l.res.SamplesMS = append(l.res.SamplesMS, ms(lag))
+			}
 		} else {
 			l.res.NotVisible++
 		}

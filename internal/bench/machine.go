@@ -52,3 +52,9 @@ func loadAvg() [3]float64 {
 	}
 	return out
 }
+
+// DescribeMachine reads what a result records about the host: cores,
+// memory, kernel, Docker's version, storage driver and cgroup version.
+func DescribeMachine(ctx context.Context) Machine {
+	return describeMachine(ctx, NewDocker("", nil))
+}

@@ -39,6 +39,15 @@ type Options struct {
 	GetP99MS float64 // bound of the open-loop GET search
 	PutP99MS float64 // bound of the open-loop PUT search
 
+	// Curves step every operation up on an open loop, from a fifth of its
+	// closed-loop rate, until a step fails CurveP99MS (or errors, or falls
+	// behind): throughput against offered load, for the report.
+	Curves      bool
+	CurveP99MS  float64
+	CurveStep   time.Duration // length of each step
+	CurveFactor float64       // each step's rate over the previous one
+	CurveSteps  int           // steps per operation at most
+
 	BrokerMessages  int
 	BacklogMessages int
 	Idle            time.Duration // idle CPU window before the load; 0: skip
@@ -105,6 +114,11 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	fs.IntVar(&o.LagEvery, "lag-every", 100, "follow one PUT in this many until a read shows it (write -> visible lag)")
 	fs.Float64Var(&o.GetP99MS, "get-p99-ms", 20, "p99 bound of the open-loop GET rate search")
 	fs.Float64Var(&o.PutP99MS, "put-p99-ms", 500, "p99 bound of the open-loop PUT rate search")
+	fs.BoolVar(&o.Curves, "curves", true, "step each operation (cached GET, uncached GET, PUT, mixed) up on an open loop until errors or p99 over -curve-p99-ms")
+	fs.Float64Var(&o.CurveP99MS, "curve-p99-ms", 100, "p99 bound of the throughput curves")
+	curveStep := fs.Duration("curve-step", 0, "length of each step of the curves (default 4s quick, 10s full)")
+	curveFactor := fs.Float64("curve-factor", 0, "rate of each step of the curves over the previous one (default 1.5 quick, 1.25 full)")
+	fs.IntVar(&o.CurveSteps, "curve-steps", 0, "steps per curve at most (default 6 quick, 10 full)")
 	brokerMessages := fs.Int("broker-messages", 0, "messages of the broker ceiling (default 20000 quick, 100000 full)")
 	backlogMessages := fs.Int("backlog-messages", 0, "writes of the backlog test (default 50000 quick, 100000 full)")
 	idle := fs.Duration("idle", 0, "idle-CPU window before the load (default 0 quick, 60s full)")
@@ -140,6 +154,14 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	o.Duration = pickD(*duration, 8*time.Second, 20*time.Second)
 	o.Warmup = pickD(*warmup, 2*time.Second, 3*time.Second)
 	o.MaxRun = pickD(o.MaxRun, 8*time.Minute, 45*time.Minute)
+	o.CurveStep = pickD(*curveStep, 4*time.Second, 10*time.Second)
+	o.CurveFactor = *curveFactor
+	if o.CurveFactor == 0 {
+		o.CurveFactor = map[bool]float64{true: 1.5, false: 1.25}[o.Quick]
+	}
+	if o.CurveSteps == 0 {
+		o.CurveSteps = pick(6, 10)
+	}
 	o.BrokerMessages, o.BacklogMessages = *brokerMessages, *backlogMessages
 	if !set["broker-messages"] {
 		o.BrokerMessages = pick(20000, 100000)
@@ -181,6 +203,9 @@ func (o Options) validate() error {
 	}
 	if o.Project == "" {
 		bad("-project must not be empty")
+	}
+	if o.CurveStep <= 0 || o.CurveStep > 2*time.Minute || o.CurveFactor <= 1 || o.CurveFactor > 4 || o.CurveSteps < 1 || o.CurveSteps > 30 || o.CurveP99MS <= 0 {
+		bad("-curve-step must be in (0, 2m], -curve-factor in (1, 4], -curve-steps in 1..30 and -curve-p99-ms positive")
 	}
 	return errors.Join(errs...)
 }

@@ -34,9 +34,12 @@ type Result struct {
 	IdleCPU *CPUWindow `json:"idle_cpu,omitempty"`
 	// Memory is the largest resident memory seen per service while the
 	// benchmark ran (the largest replica).
-	Memory   map[string]Memory `json:"memory,omitempty"`
-	Profiles []string          `json:"profiles,omitempty"`
-	Notes    []string          `json:"notes,omitempty"`
+	Memory map[string]Memory `json:"memory,omitempty"`
+	// IdleMemory is the resident memory per service at the end of the
+	// idle window, when there was one.
+	IdleMemory map[string]Memory `json:"idle_memory,omitempty"`
+	Profiles   []string          `json:"profiles,omitempty"`
+	Notes      []string          `json:"notes,omitempty"`
 }
 
 // Machine describes the host the run was made on.
@@ -139,6 +142,9 @@ type LagResult struct {
 	NotVisible int     `json:"not_visible"` // within the sampler's bound
 	Skipped    int     `json:"skipped"`     // sampler busy
 	Latency    Summary `json:"latency"`
+	// SamplesMS are the lags of the visible writes, in milliseconds, in
+	// the order they became visible: the distribution behind Latency.
+	SamplesMS []float64 `json:"samples_ms,omitempty"`
 }
 
 // CPUWindow is the CPU used over a window, in cores.
@@ -211,6 +217,41 @@ type Fleet struct {
 	Writes         *Writes        `json:"writes,omitempty"`
 	Mixed          *Phase         `json:"mixed_90_10,omitempty"`
 	Backlog        *BacklogResult `json:"backlog,omitempty"`
+	// Curves are the throughput-against-offered-load searches, one per
+	// operation.
+	Curves []Curve `json:"curves,omitempty"`
+}
+
+// Curve is one operation stepped up on an open loop until a step failed
+// its bound: what the fleet answered at each offered rate.
+type Curve struct {
+	Op    string `json:"op"`    // cached GET, uncached GET, PUT, mixed 90/10
+	Bound string `json:"bound"` // what a step had to meet
+	// P99MS is the bound's p99 latency.
+	P99MS float64 `json:"p99_bound_ms"`
+	// Steps are in ascending rate; the last one failed its bound unless
+	// the ladder ran out first.
+	Steps []Phase `json:"steps"`
+	// Saturation is the index in Steps of the highest step that passed
+	// (-1: none did): the most the fleet serves within the bound.
+	Saturation int `json:"saturation"`
+}
+
+// Saturated returns the highest step that passed, or nil.
+func (c Curve) Saturated() *Phase {
+	if c.Saturation < 0 || c.Saturation >= len(c.Steps) {
+		return nil
+	}
+	return &c.Steps[c.Saturation]
+}
+
+// FirstFailure returns the step that failed its bound, or nil when every
+// step passed.
+func (c Curve) FirstFailure() *Phase {
+	if n := len(c.Steps); n > 0 && c.Steps[n-1].Verdict != "pass" {
+		return &c.Steps[n-1]
+	}
+	return nil
 }
 
 // Writes is the PUT measurement: the most the API accepts, and the

@@ -230,6 +230,7 @@ func (b *runner) phases(ctx context.Context) error {
 			return errors.Join(errs...)
 		}
 		b.result.IdleCPU = w
+		b.result.IdleMemory = b.memoryNow()
 	}
 	if b.o.Reference && fail("reference", b.reference(ctx)) {
 		return errors.Join(errs...)
@@ -253,6 +254,7 @@ func (b *runner) phases(ctx context.Context) error {
 		{"uncached GET", b.uncachedGet},
 		{"writes", b.writes},
 		{"mixed", b.mixed},
+		{"curves", b.curvesIf},
 	} {
 		if fail(part.name, part.run(ctx)) {
 			return errors.Join(errs...)
@@ -262,6 +264,14 @@ func (b *runner) phases(ctx context.Context) error {
 		fail("backlog", b.backlog(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// curvesIf runs the throughput curves unless they are off.
+func (b *runner) curvesIf(ctx context.Context) error {
+	if !b.o.Curves {
+		return nil
+	}
+	return b.curves(ctx)
 }
 
 // containers lists the fleet's containers and the run's own.
@@ -687,6 +697,23 @@ func (b *runner) memory() map[string]Memory {
 	return out
 }
 
+// memoryNow reads the resident memory of the fleet's services now (the
+// largest replica of each).
+func (b *runner) memoryNow() map[string]Memory {
+	out := map[string]Memory{}
+	for _, c := range b.fleet {
+		rss, usage, ok := b.acct.MemoryOf(c.ID)
+		if !ok {
+			continue
+		}
+		m := out[c.Service]
+		m.Containers++
+		m.MaxRSS, m.MaxUsage = max(m.MaxRSS, rss), max(m.MaxUsage, usage)
+		out[c.Service] = m
+	}
+	return out
+}
+
 // note records something the reader of the result should know.
 func (b *runner) note(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -730,6 +757,10 @@ func method(o Options) []string {
 	}
 	if o.Search {
 		m = append(m, "rate searches: open-loop steps of 1.25x (GET) and 1.2x (PUT) until a step fails its bound")
+	}
+	if o.Curves {
+		m = append(m, fmt.Sprintf("curves: each operation on an open loop of %v steps, from %.0f%% of its closed-loop rate up by %.2fx (at most %d steps, never above %.1fx the closed-loop rate), until a step has > 0.1%% errors, p99 > %.0f ms, < 97%% of the rate answered or (writes) a growing queue; the write queue is emptied before each write step",
+			o.CurveStep, curveStart*100, o.CurveFactor, o.CurveSteps, curveCap, o.CurveP99MS))
 	}
 	return m
 }

@@ -96,8 +96,11 @@ func TestOpenLoopSendsItsScheduleAndCountsWhatItCouldNotSend(t *testing.T) {
 	if all.Requests != 200 || all.OK != 4 || all.ErrorKinds[ErrClientLimit] != 196 || sent.Load() != 4 {
 		t.Fatalf("stats %+v, sent %d", all, sent.Load())
 	}
-	if _, _, queued, _ := rec.Timing(); queued != 196 {
-		t.Fatalf("%d requests counted as waiting for a worker, want 196", queued)
+	// The 196 not sent found every worker busy; so may the 2 that then
+	// waited, if they fell due before the workers had taken their first
+	// tickets off the line (goroutine start-up on a busy machine).
+	if _, _, queued, _ := rec.Timing(); queued < 196 || queued > 198 {
+		t.Fatalf("%d requests counted as waiting for a worker, want 196 to 198", queued)
 	}
 	if byOp["PUT"].Errors != 196 {
 		t.Fatalf("the requests not sent are not labelled PUT: %+v", byOp)

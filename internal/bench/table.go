@@ -62,6 +62,14 @@ func WriteSummary(out io.Writer, r *Result) {
 			}
 		}
 	}
+	for _, c := range f.Curves {
+		for i := range c.Steps {
+			row(tw, &c.Steps[i])
+		}
+		if p := c.Saturated(); p != nil {
+			fmt.Fprintf(tw, "  %s: most served within the bound\t\t%.0f\t\t\t\t\t\t\n", c.Op, p.PerSecond)
+		}
+	}
 	if bl := f.Backlog; bl != nil {
 		fmt.Fprintf(tw, "  backlog: publish into kvfleet.writes\t%d msgs\t%.0f\t\t\t\t\t\t\n", bl.Messages, bl.PublishPerSecond)
 		host := ""
@@ -199,6 +207,11 @@ func allPhases(r *Result) []*Phase {
 		add(w.Half)
 	}
 	add(r.Fleet.Mixed)
+	for i := range r.Fleet.Curves {
+		for j := range r.Fleet.Curves[i].Steps {
+			add(&r.Fleet.Curves[i].Steps[j])
+		}
+	}
 	return ps
 }
 
