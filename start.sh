@@ -356,6 +356,10 @@ bring_up() {
 	# Nginx resolves "api" when it loads its configuration: reload it so that
 	# it balances over exactly the replicas running now.
 	compose exec -T nginx nginx -c /etc/kvfleet/nginx/nginx.conf -s reload >/dev/null 2>&1
+	# Prometheus reads its configuration and rules (bind-mounted) only when
+	# it starts or is told to: a re-run after an update of them must apply
+	# them to the running Prometheus too.
+	compose kill -s HUP prometheus >/dev/null 2>&1 || true
 }
 
 summary() {
