@@ -1,8 +1,11 @@
 // Command kvfleet-autoscale is the live test of the autoscaler (make
 // autoscale-test): it runs the scaler beside a running fleet, drives idle,
-// saturating and idle traffic through the fleet's nginx, records the
-// timeline and checks the scaler against its bounds (internal/autoscale).
-// It writes a JSON result and a summary, and exits 1 when a check fails.
+// saturating and idle traffic through the fleet's nginx, with a backlog
+// phase before the last idle one in which only writes flow while the
+// consumers are held paused (docker pause, an induced fault that is always
+// undone), records the timeline and checks the scaler against its bounds
+// (internal/autoscale). It writes a JSON result and a summary, and exits 1
+// when a check fails.
 package main
 
 import (

@@ -30,7 +30,6 @@ func Evaluate(r Record) []Check {
 		r.checkDirection("api"),
 		r.checkDirection("consumer"),
 		r.checkBackToMin("api", r.Limits.APIMin),
-		r.checkBackToMin("consumer", r.Limits.ConsumerMin),
 		r.checkChangesSucceeded(),
 		r.checkNoFailures(),
 	}
@@ -81,45 +80,86 @@ func (r Record) checkAPIStep() Check {
 	return c
 }
 
-// checkConsumersFollowBacklog: once the backlog (or its growth) per
-// consumer is above its target, the consumers scale up within a cooldown
-// and an interval. A load that makes no backlog fails: the property was
-// not shown.
+// checkConsumersFollowBacklog: in the backlog phase (the consumers paused:
+// the induced fault) the backlog per consumer goes over its target; the
+// consumers scale up on the queue's signals (backlog or growth) within a
+// cooldown and an interval of the first interval that saw them over
+// target, the change is carried out, and they come back to their minimum
+// no sooner than the stabilization window after the last recommendation
+// above it. A phase that did not run or made no backlog fails: the
+// property was not shown.
 func (r Record) checkConsumersFollowBacklog() Check {
-	c := Check{Name: "consumers scale up with the queue's backlog"}
+	lo := r.Limits.ConsumerMin
+	c := Check{Name: fmt.Sprintf("consumers scale up with the queue's backlog and back to their minimum (%d)", lo)}
+	f := r.Fault
+	switch {
+	case f.PausedAt == 0:
+		c.Detail = "the backlog phase did not run: no consumer was paused"
+		if f.Err != "" {
+			c.Detail += ": " + f.Err
+		}
+		return c
+	case f.Err != "":
+		c.Detail = "the induced fault failed: " + f.Err
+		return c
+	}
 	tol := 1 + r.Limits.Tolerance
-	first := -1.0
+	target := r.Limits.BacklogTarget
+	backlogOver := func(iv Interval) bool { b, ok := iv.Signals["backlog"]; return ok && b > target*tol }
+	onQueue := func(iv Interval) bool { g, ok := iv.Signals["growth"]; return backlogOver(iv) || ok && g > tol }
+	first, showed := -1.0, false
 	var seen Interval
 	for _, iv := range r.Intervals {
-		if iv.Service != "consumer" || iv.T < r.StepAt || iv.T >= r.LoadEnd {
+		if iv.Service != "consumer" || iv.T < f.PausedAt {
 			continue
 		}
-		if b, ok := iv.Signals["backlog"]; ok && b > r.Limits.BacklogTarget*tol {
+		showed = showed || backlogOver(iv)
+		if first < 0 && onQueue(iv) {
 			first, seen = iv.T, iv
-			break
 		}
-		if g, ok := iv.Signals["growth"]; ok && g > tol {
-			first, seen = iv.T, iv
+	}
+	if !showed {
+		c.Detail = fmt.Sprintf("the backlog phase made no backlog above the target (%.0f messages per consumer +%.0f %%): the consumers' signals peaked at %s; the test read at most %.0f messages (bound %.0f)",
+			target, r.Limits.Tolerance*100, r.peaks("consumer", f.PausedAt, r.End), f.Peak, f.Bound)
+		return c
+	}
+	var up Change
+	found := false
+	for _, ch := range r.changesOf("consumer", f.PausedAt, r.End+1) {
+		if ch.Up() {
+			up, found = ch, true
 			break
 		}
 	}
-	if first < 0 {
-		c.Detail = fmt.Sprintf("the load made no backlog above the target (%.0f messages per consumer ±%.0f %%): the consumers' signals peaked at %s",
-			r.Limits.BacklogTarget, r.Limits.Tolerance*100, r.peaks("consumer", r.StepAt, r.LoadEnd))
+	if !found {
+		c.Detail = fmt.Sprintf("the queue's signals over the target at t=%.0f s, %.1f s into the pause (%s), but the consumers never scaled up",
+			first, first-f.PausedAt, seen.Summary)
 		return c
 	}
 	bound := secs(r.Limits.Cooldown + r.Limits.Interval)
-	for _, ch := range r.changesOf("consumer", r.StepAt, r.End) {
-		if !ch.Up() {
-			continue
-		}
-		after := ch.T - first
-		c.Pass = after >= 0 && after <= bound && ch.Err == ""
-		c.Detail = fmt.Sprintf("backlog above the target %.1f s after the step (%s); consumers %d→%d %.1f s later (bound %.0f s) on %s; %s; peaks %s",
-			first-r.StepAt, seen.Summary, ch.Current, ch.Desired, after, bound, ch.Summary, outcome(ch, r.StepAt), r.peaks("consumer", r.StepAt, r.LoadEnd))
-		return c
+	after := up.T - first
+	upOK := onQueue(up.Interval) && after >= 0 && after <= bound && up.Err == ""
+	c.Detail = fmt.Sprintf("the queue's signals over the target at t=%.0f s, %.1f s into the pause (%s); consumers %d→%d decided %.1f s later (bound %.0f s) on %s",
+		first, first-f.PausedAt, seen.Summary, up.Current, up.Desired, after, bound, up.Summary)
+	switch {
+	case !onQueue(up.Interval):
+		c.Detail += fmt.Sprintf(", not on the queue's signals (reason %s)", up.Reason)
+	case up.Err != "":
+		c.Detail += "; the change FAILED: " + up.Err
+	case up.T < f.ResumedAt:
+		c.Detail += fmt.Sprintf("; held until the unpause at t=%.0f s, done at t=%.0f s", f.ResumedAt, up.Done)
+	default:
+		c.Detail += fmt.Sprintf("; done at t=%.0f s", up.Done)
 	}
-	c.Detail = fmt.Sprintf("backlog above the target %.1f s after the step (%s), but the consumers never scaled up", first-r.StepAt, seen.Summary)
+	var later []Change
+	for _, ch := range r.Changes {
+		if ch.Service == "consumer" && ch.T > up.T {
+			later = append(later, ch)
+		}
+	}
+	downOK, down := r.returnToMin("consumer", lo, later)
+	c.Pass = upOK && downOK
+	c.Detail += "; then " + down
 	return c
 }
 
@@ -140,22 +180,32 @@ func (r Record) checkDirection(service string) Check {
 	return c
 }
 
-// checkBackToMin: after the load, the service returns to its minimum, no
-// sooner than the stabilization window after its last recommendation
-// above the minimum (the window is honoured) and no later than the window
-// plus a minute after the load ended (for the signals' window to empty,
-// an interval, and the change itself).
+// checkBackToMin: after the load, the service returns to its minimum (see
+// returnToMin).
 func (r Record) checkBackToMin(service string, lo int) Check {
 	c := Check{Name: fmt.Sprintf("%s back to its minimum (%d) after the stabilization window", service, lo)}
-	atEnd := r.replicasAt(service, r.LoadEnd)
+	atEnd := r.sizeAt(service, r.LoadEnd)
 	after := r.changesOf(service, r.LoadEnd, r.End+1)
 	if atEnd <= lo && len(after) == 0 {
 		c.Pass = true
 		c.Detail = fmt.Sprintf("at its minimum when the load ended and after it (%d replicas)", atEnd)
 		return c
 	}
+	c.Pass, c.Detail = r.returnToMin(service, lo, after)
+	if !c.Pass {
+		c.Detail = fmt.Sprintf("%d replicas when the load ended; %s", atEnd, c.Detail)
+	}
+	return c
+}
+
+// returnToMin judges the changes of a service from some point on: the last
+// of them brings it to its minimum lo, no sooner than the stabilization
+// window after its last recommendation above lo (the window is honoured)
+// and no later than the window plus a minute after the load ended (for
+// the signals' window to empty, an interval, and the change itself).
+func (r Record) returnToMin(service string, lo int, changes []Change) (bool, string) {
 	bound := secs(r.Limits.DownWindow + time.Minute)
-	for i, ch := range after {
+	for i, ch := range changes {
 		if ch.Desired != lo || ch.Err != "" {
 			continue
 		}
@@ -170,17 +220,16 @@ func (r Record) checkBackToMin(service string, lo int) Check {
 		window := secs(r.Limits.DownWindow)
 		// The scaler's window keeps a recommendation made exactly
 		// DownWindow ago; a millisecond of slack absorbs float rounding.
-		c.Pass = quiet >= window-0.001 && done <= bound && i == len(after)-1
-		c.Detail = fmt.Sprintf("%d→%d decided %.1f s after the load ended, %.1f s after the last recommendation above %d (window %.0f s); done %.1f s after the load ended (bound %.0f s)",
+		pass := quiet >= window-0.001 && done <= bound && i == len(changes)-1
+		detail := fmt.Sprintf("%d→%d decided %.1f s after the load ended, %.1f s after the last recommendation above %d (window %.0f s); done %.1f s after the load ended (bound %.0f s)",
 			ch.Current, ch.Desired, ch.T-r.LoadEnd, quiet, lo, window, done, bound)
-		if i != len(after)-1 {
-			c.Detail += fmt.Sprintf("; then changed again%s", listChanges(after[i+1:]))
+		if i != len(changes)-1 {
+			detail += fmt.Sprintf("; then changed again%s", listChanges(changes[i+1:]))
 		}
-		return c
+		return pass, detail
 	}
-	c.Detail = fmt.Sprintf("%d replicas when the load ended; not back to %d by the end, %.0f s later (bound %.0f s)%s",
-		atEnd, lo, r.End-r.LoadEnd, bound, listChanges(after))
-	return c
+	return false, fmt.Sprintf("not back to %d by the end, %.0f s after the load ended (bound %.0f s)%s",
+		lo, r.End-r.LoadEnd, bound, listChanges(changes))
 }
 
 // checkChangesSucceeded: every change the scaler decided was carried out.
@@ -233,9 +282,11 @@ func (r Record) nearChange(t float64) bool {
 	return false
 }
 
-// replicasAt is the service's size at t: the last change carried out
-// before t, else the last size the scaler saw.
-func (r Record) replicasAt(service string, t float64) int {
+// sizeAt is the size the service had, or was being brought to, at t: that
+// of the last change decided before t that did not fail, else the last
+// size the scaler saw. A change under way counts: a service is not at its
+// minimum while a scale-up decided before t is still being carried out.
+func (r Record) sizeAt(service string, t float64) int {
 	n, when := 0, -1.0
 	for _, iv := range r.Intervals {
 		if iv.Service == service && iv.T <= t && iv.T >= when {
@@ -243,8 +294,8 @@ func (r Record) replicasAt(service string, t float64) int {
 		}
 	}
 	for _, ch := range r.Changes {
-		if ch.Service == service && ch.Err == "" && ch.Done <= t && ch.Done >= when {
-			n, when = ch.Desired, ch.Done
+		if ch.Service == service && ch.Err == "" && ch.T <= t && ch.T >= when {
+			n, when = ch.Desired, ch.T
 		}
 	}
 	return n

@@ -2,13 +2,19 @@
 // autoscale-test): it runs the real scaler (internal/scaler, with the
 // Compose actuator that ./monitor-scale.sh uses) beside a running fleet,
 // drives traffic through the fleet's nginx in phases (idle, a step to
-// saturating load held steady, back to idle), records a per-second
-// timeline of the traffic, the replicas, the scaler's signals and every
-// decision, and checks what the issue asks of the scaler against bounds:
-// the API scales up within 30 s of the step, the consumers scale with the
-// backlog, the direction changes at most once under steady load, both
-// return to their minimum after the stabilization window, and no request
-// fails.
+// saturating load held steady, a backlog phase in which only writes flow
+// while the test holds the consumers paused, back to idle), records a
+// per-second timeline of the traffic, the replicas, the scaler's signals
+// and every decision, and checks what the issue asks of the scaler against
+// bounds: the API scales up within 30 s of the step, the consumers scale
+// up with the backlog and return to their minimum, the direction changes
+// at most once under steady load, the API returns to its minimum after
+// the stabilization window, and no request fails.
+//
+// The pause is an induced fault, and the report says so: where the API is
+// the bottleneck (a small machine) the consumers always keep up, and no
+// load sent through the API makes a backlog on its own. Paused consumers
+// stand for consumers that fall behind.
 package autoscale
 
 import (
@@ -39,6 +45,10 @@ type Schedule struct {
 	// StepWindow is the start of the load within which the API must scale
 	// up (the issue's 30 s); the rest of Load is the steady phase.
 	StepWindow time.Duration
+	// PauseMax bounds the backlog phase's pause when the backlog does not
+	// reach its bound (BacklogFactor × the target per paused consumer)
+	// sooner.
+	PauseMax time.Duration
 	// CoolMargin is how long past the stabilization window the cool-down
 	// phase may last before the test gives up waiting for the minimum.
 	CoolMargin time.Duration
@@ -52,19 +62,32 @@ func ScheduleFor(mode string) (Schedule, error) {
 		Mode: mode, StepWindow: 30 * time.Second, CoolMargin: 2 * time.Minute,
 		Interval: 5 * time.Second, Cooldown: 30 * time.Second, SignalWindow: 20 * time.Second,
 	}
+	// The backlog phase keeps the API saturated (the same clients, only
+	// writes), so quick's mixed load is 30 s shorter than it was before
+	// that phase came: the API still sees about two minutes of steady load.
 	switch mode {
 	case ModeFull:
-		s.Idle, s.Load, s.DownWindow = time.Minute, 30*time.Second+10*time.Minute, 5*time.Minute
+		s.Idle, s.Load, s.DownWindow, s.PauseMax = time.Minute, 30*time.Second+10*time.Minute, 5*time.Minute, 90*time.Second
 	case ModeQuick:
-		s.Idle, s.Load, s.DownWindow = 30*time.Second, 30*time.Second+2*time.Minute, time.Minute
+		s.Idle, s.Load, s.DownWindow, s.PauseMax = 30*time.Second, 30*time.Second+90*time.Second, time.Minute, 45*time.Second
 	default:
 		return Schedule{}, fmt.Errorf("unknown schedule %q (quick or full)", mode)
 	}
 	return s, nil
 }
 
-// Bound is the longest a run of s can take, cool-down included.
-func (s Schedule) Bound() time.Duration { return s.Idle + s.Load + s.DownWindow + s.CoolMargin }
+// BacklogFactor sets the backlog phase's bound: the pause lasts until the
+// write queue holds this many times the scaler's backlog target
+// (KVFLEET_SCALER_CONSUMER_BACKLOG_TARGET) per paused consumer, clearly
+// above the target and its tolerance, so that the scaler cannot miss it
+// between two of its intervals.
+const BacklogFactor = 4
+
+// Bound is the longest a run of s can take, cool-down included: the
+// backlog phase lasts at most PauseMax and one more interval (see Run).
+func (s Schedule) Bound() time.Duration {
+	return s.Idle + s.Load + s.PauseMax + s.Interval + s.DownWindow + s.CoolMargin
+}
 
 // Options configure a run.
 type Options struct {
@@ -115,12 +138,15 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 		fmt.Fprintf(out, "Usage: kvfleet-autoscale [flags]\n\n"+
 			"Runs the autoscaler (internal/scaler, as ./monitor-scale.sh does) beside a\n"+
 			"running fleet, drives idle, saturating and idle traffic through its nginx,\n"+
-			"records the timeline and checks the scaler's behaviour against its bounds.\n"+
-			"The fleet must be running at its minimum size (scripts/autoscale-test.sh\n"+
-			"brings one up). It changes the project's replicas. Exits 1 when a check fails.\n\nFlags:\n")
+			"with a backlog phase between the last two in which only writes flow while\n"+
+			"the consumers are held paused (docker pause: an induced fault, always\n"+
+			"undone), records the timeline and checks the scaler's behaviour against its\n"+
+			"bounds. The fleet must be running at its minimum size\n"+
+			"(scripts/autoscale-test.sh brings one up). It changes the project's replicas\n"+
+			"and pauses its consumers. Exits 1 when a check fails.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	quick := fs.Bool("quick", false, "the short schedule (down window 60s, 2 min of steady load; a few minutes in all) instead of the full one (the scaler's defaults, 10 min of steady load)")
+	quick := fs.Bool("quick", false, "the short schedule (down window 60s, 90 s of steady load, a pause of at most 45 s; a few minutes in all) instead of the full one (the scaler's defaults, 10 min of steady load, a pause of at most 90 s)")
 	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:"+or("KVFLEET_PORT", "8000"), "the fleet's nginx, a loopback address (default from KVFLEET_PORT)")
 	fs.StringVar(&o.Project, "project", or("KVFLEET_PROJECT", "kvfleet"), "Compose project of the fleet (env KVFLEET_PROJECT)")
 	fs.StringVar(&o.EnvFile, "env-file", or("KVFLEET_ENV_FILE", ".env"), "the fleet's env file (env KVFLEET_ENV_FILE)")

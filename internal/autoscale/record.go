@@ -64,14 +64,41 @@ type Limits struct {
 	BacklogTarget                                            float64
 }
 
+// Fault is the backlog phase's induced fault: the consumers' containers
+// paused (docker pause) while only writes flow, standing for consumers
+// that fall behind. Times are seconds from the start of the run; PausedAt
+// is 0 when no container was paused.
+type Fault struct {
+	PausedAt  float64
+	ResumedAt float64
+	Consumers int     // containers paused
+	Bound     float64 // the backlog, in messages, at which the pause ends
+	Peak      float64 // the largest backlog the test read during the pause, in messages
+	Reached   bool    // the backlog reached Bound; else the time bound ended the pause
+	Unread    string  // why the backlog could not be read, if it never could
+	Err       string  // a pause or an unpause that failed
+}
+
+// pausedDuring reports whether the consumers were paused at some time in
+// [from, to).
+func (f Fault) pausedDuring(from, to float64) bool {
+	return f.PausedAt > 0 && f.PausedAt < to && (f.ResumedAt == 0 || f.ResumedAt > from)
+}
+
 // Record is what a run measured: the phases' boundaries (seconds from the
 // start), every decision, every change, the traffic per second and every
 // failed request. Evaluate checks it.
+//
+// The saturating load runs from StepAt to LoadEnd: mixed reads and writes
+// until BacklogAt, then the backlog phase's writes with the consumers
+// paused (Fault). BacklogAt is LoadEnd when that phase did not run.
 type Record struct {
 	Limits    Limits
 	StepAt    float64
+	BacklogAt float64
 	LoadEnd   float64
 	End       float64
+	Fault     Fault
 	Intervals []Interval
 	Changes   []Change
 	Seconds   []Second
@@ -161,9 +188,12 @@ type Point struct {
 	APIInFlight      *float64 `json:"api_in_flight"` // requests in flight per API replica
 	Backlog          *float64 `json:"backlog"`       // messages ready + unacknowledged in the write queue
 	Growth           *float64 `json:"growth"`        // arrivals over completions while messages wait
-	Offered          int      `json:"offered"`
-	OK               int      `json:"ok"`
-	Failed           int      `json:"failed"`
+	// ConsumersPaused marks the seconds of the backlog phase's induced
+	// fault, in which the test held the consumers paused.
+	ConsumersPaused bool `json:"consumers_paused,omitempty"`
+	Offered         int  `json:"offered"`
+	OK              int  `json:"ok"`
+	Failed          int  `json:"failed"`
 	// APIDecision and ConsumerDecision are the reasons of the decisions
 	// taken in this second, if any ("metrics" for a change).
 	APIDecision      string `json:"api_decision,omitempty"`
@@ -221,6 +251,7 @@ func Timeline(r Record, cpuCores float64) []Point {
 			}
 		}
 		p.APIReplicas, p.ConsumerReplicas = replicas["api"], replicas["consumer"]
+		p.ConsumersPaused = r.Fault.pausedDuring(float64(i), float64(i+1))
 		if iv := last["api"]; iv != nil {
 			p.APICPU = scaled(iv.Signals, "cpu", cpuCores)
 			p.APIInFlight = scaled(iv.Signals, "in_flight", 1)

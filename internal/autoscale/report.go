@@ -155,9 +155,13 @@ func WriteSummary(w io.Writer, r Report) {
 	fmt.Fprintf(w, "\nautoscale test (%s schedule) against %s, project %s, %d CPUs\n", r.Mode, r.BaseURL, r.Project, r.Machine.CPUs)
 	fmt.Fprintf(w, "scaler: interval %gs, cooldown %gs, down window %gs; api %d-%d, consumers %d-%d\n\n",
 		r.Settings.IntervalS, r.Settings.CooldownS, r.Settings.DownWindowS, r.Settings.APIMin, r.Settings.APIMax, r.Settings.ConsumerMin, r.Settings.ConsumerMax)
-	fmt.Fprintf(w, "%-8s %7s %7s %9s %8s %8s %8s\n", "phase", "from s", "to s", "req/s", "p50 ms", "p99 ms", "max ms")
+	width := len("phase")
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "%-8s %7.0f %7.0f %9.0f %8.1f %8.1f %8.0f\n", p.Name, p.StartS, p.EndS, p.OfferedPerS, p.Latency.P50, p.Latency.P99, p.Latency.Max)
+		width = max(width, len(p.Name))
+	}
+	fmt.Fprintf(w, "%-*s %7s %7s %9s %8s %8s %8s\n", width, "phase", "from s", "to s", "req/s", "p50 ms", "p99 ms", "max ms")
+	for _, p := range r.Phases {
+		fmt.Fprintf(w, "%-*s %7.0f %7.0f %9.0f %8.1f %8.1f %8.0f\n", width, p.Name, p.StartS, p.EndS, p.OfferedPerS, p.Latency.P50, p.Latency.P99, p.Latency.Max)
 	}
 	fmt.Fprintf(w, "\nchanges:\n")
 	for _, d := range r.Decisions {
@@ -167,12 +171,18 @@ func WriteSummary(w io.Writer, r Report) {
 		}
 		fmt.Fprintf(w, "  t=%4.0f s  %-8s %d→%d  %-9s %s; %s\n", d.T, d.Service, d.From, d.To, d.Reason, d.Signals, status)
 	}
-	fmt.Fprintf(w, "\n%6s %4s %4s %9s %9s %8s %7s %7s\n", "t s", "api", "cons", "cpu/rep", "inflight", "backlog", "ok/s", "fail/s")
+	// "paused" marks the seconds in which the test held the consumers
+	// paused: a backlog there is the induced fault's.
+	fmt.Fprintf(w, "\n%6s %4s %4s %6s %9s %9s %8s %7s %7s\n", "t s", "api", "cons", "", "cpu/rep", "inflight", "backlog", "ok/s", "fail/s")
 	for _, p := range r.Timeline {
 		if p.T%10 != 0 {
 			continue
 		}
-		fmt.Fprintf(w, "%6d %4d %4d %9s %9s %8s %7d %7d\n", p.T, p.APIReplicas, p.ConsumerReplicas,
+		paused := ""
+		if p.ConsumersPaused {
+			paused = "paused"
+		}
+		fmt.Fprintf(w, "%6d %4d %4d %6s %9s %9s %8s %7d %7d\n", p.T, p.APIReplicas, p.ConsumerReplicas, paused,
 			opt(p.APICPU, "%.2f"), opt(p.APIInFlight, "%.1f"), opt(p.Backlog, "%.0f"), p.OK, p.Failed)
 	}
 	fmt.Fprintf(w, "\nrequests: %d sent, %d ok, %d failed%s\n\n", r.Requests.Sent, r.Requests.OK, r.Requests.Failed, errorsText(r.Requests.Errors))

@@ -73,15 +73,17 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 
 	started := time.Now()
 	rec := newRecorder(started)
+	fleet := &scaler.Fleet{Runner: scaler.ExecRunner{}, Compose: cfg.Compose, Project: cfg.Project, EnvFile: cfg.EnvFile,
+		Routed: "api", StopTimeout: cfg.StopTimeout, ReadyTimeout: cfg.ReadyTimeout, Poll: time.Second}
+	consumers := newPausedService(fleet, "consumer")
 	s := scaler.New(scaler.Settings{
 		Services:   scaler.Services(cfg),
 		Prometheus: prom,
-		Fleet: &scaler.Fleet{Runner: scaler.ExecRunner{}, Compose: cfg.Compose, Project: cfg.Project, EnvFile: cfg.EnvFile,
-			Routed: "api", StopTimeout: cfg.StopTimeout, ReadyTimeout: cfg.ReadyTimeout, Poll: time.Second},
-		Interval: cfg.Interval,
-		Now:      time.Now,
-		Logger:   scalerLog,
-		Observer: rec,
+		Fleet:      heldFleet{Actuator: fleet, fault: consumers},
+		Interval:   cfg.Interval,
+		Now:        time.Now,
+		Logger:     scalerLog,
+		Observer:   rec,
 	}, prometheus.NewRegistry())
 	if err := s.Check(ctx); err != nil {
 		return Report{}, err
@@ -103,6 +105,12 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 	var scaling sync.WaitGroup
 	scaling.Go(func() { s.Run(scalerCtx) })
 	defer func() { stopScaler(); scaling.Wait() }()
+	// Whatever ends the run, the consumers are not left paused. This runs
+	// before the scaler is stopped (defers run last first), which frees a
+	// consumer change held for the pause. The backlog phase resumes them
+	// itself and records the error; this call only repeats its result, or
+	// covers a way out that has no report to put an error in.
+	defer func() { _ = consumers.resume(ctx) }()
 
 	sched := o.Schedule
 	trickleKeys := keys("autoscale-"+id+"-trickle", 200)
@@ -118,14 +126,27 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 	interrupted := sleep(ctx, sched.Idle) != nil
 
 	stepAt := since()
-	var loadEnd float64
 	if !interrupted {
 		log.Info("load step", "concurrency", o.Concurrency, "write_fraction", o.WriteFraction, "for", sched.Load)
 		sat := saturate(ctx, client, t, o, loadKeys, "autoscale-"+id+"/load", sched.Load+time.Minute)
 		interrupted = sleep(ctx, sched.Load) != nil
 		sat.Stop()
 	}
-	loadEnd = since()
+	backlogAt := since()
+	var fault Fault
+	if !interrupted {
+		writes := o
+		writes.WriteFraction = 1
+		phase := backlogPhase{
+			pause: consumers, prom: prom, query: scaler.ConsumerSampler{Queue: cfg.Queue}.BacklogQuery(),
+			target: cfg.ConsumerBacklogTarget, sched: sched, since: since, log: log,
+			writes: func() *saturation {
+				return saturate(ctx, client, t, writes, loadKeys, "autoscale-"+id+"/backlog", sched.PauseMax+sched.Interval+time.Minute)
+			},
+		}
+		fault, interrupted = phase.run(ctx)
+	}
+	loadEnd := since()
 
 	// Cool-down: the trickle goes on until both services are back at
 	// their minimum (and one more interval, for the timeline to show it),
@@ -157,7 +178,7 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 		Limits: Limits{Interval: cfg.Interval, Cooldown: cfg.Cooldown, DownWindow: cfg.DownWindow, SignalWindow: cfg.SignalWindow,
 			StepWindow: sched.StepWindow, APIMin: cfg.APIMin, ConsumerMin: cfg.ConsumerMin, Tolerance: cfg.Tolerance,
 			BacklogTarget: cfg.ConsumerBacklogTarget},
-		StepAt: stepAt, LoadEnd: loadEnd, End: end,
+		StepAt: stepAt, BacklogAt: backlogAt, LoadEnd: loadEnd, End: end, Fault: fault,
 		Intervals: intervals, Changes: changes, Seconds: t.seconds, Failures: t.failures,
 	}
 	r.Requests = Requests{Failed: t.failed, Errors: t.kinds}
@@ -173,6 +194,7 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 	}
 	t.mu.Unlock()
 
+	r.Notes = append(r.Notes, faultNotes(record.Fault, o.Concurrency, cfg.ConsumerBacklogTarget)...)
 	r.Phases = phases(record, sched, o, t)
 	r.Timeline = Timeline(record, cfg.APICPUCores)
 	r.Decisions = decisions(changes)
@@ -229,16 +251,24 @@ func seed(ctx context.Context, client *load.Client, o Options, keys []string, ta
 	return nil
 }
 
+// phaseBacklog names the backlog phase wherever the phases are listed (the
+// JSON, the summary, the rendered report), so that no reader takes its
+// backlog for one the load made by itself.
+const phaseBacklog = "backlog: only writes, consumers paused (induced fault)"
+
 // phases describes the schedule as it ran, with the traffic measured in
 // each phase.
 func phases(r Record, s Schedule, o Options, t *tally) []Phase {
-	stepEnd := min(r.StepAt+s.StepWindow.Seconds(), r.LoadEnd)
+	stepEnd := min(r.StepAt+s.StepWindow.Seconds(), r.BacklogAt)
 	out := []Phase{
 		{Name: "idle", StartS: 0, EndS: r.StepAt},
 		{Name: "step", StartS: r.StepAt, EndS: stepEnd, Concurrency: o.Concurrency},
-		{Name: "steady", StartS: stepEnd, EndS: r.LoadEnd, Concurrency: o.Concurrency},
-		{Name: "cool", StartS: r.LoadEnd, EndS: r.End},
+		{Name: "steady", StartS: stepEnd, EndS: r.BacklogAt, Concurrency: o.Concurrency},
 	}
+	if r.Fault.PausedAt > 0 {
+		out = append(out, Phase{Name: phaseBacklog, StartS: r.BacklogAt, EndS: r.LoadEnd, Concurrency: o.Concurrency})
+	}
+	out = append(out, Phase{Name: "cool", StartS: r.LoadEnd, EndS: r.End})
 	for i := range out {
 		p := &out[i]
 		sent := 0

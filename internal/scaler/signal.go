@@ -110,8 +110,16 @@ func (c ConsumerSampler) unackedQuery() string {
 	return fmt.Sprintf(`max(rabbitmq_queue_messages_unacked{queue=%q})`, c.Queue)
 }
 
+// BacklogQuery is the write queue's backlog in messages, ready plus
+// unacknowledged, as the backlog signal counts it (before dividing by the
+// consumers). The autoscale test watches it to bound the backlog it
+// induces, so that the test and the scaler read the same number.
+func (c ConsumerSampler) BacklogQuery() string {
+	return c.readyQuery() + " + " + c.unackedQuery()
+}
+
 func (c ConsumerSampler) growthQuery() string {
-	return fmt.Sprintf(`deriv((%s + %s)[%s:5s])`, c.readyQuery(), c.unackedQuery(), promDuration(c.GrowthWindow))
+	return fmt.Sprintf(`deriv((%s)[%s:5s])`, c.BacklogQuery(), promDuration(c.GrowthWindow))
 }
 
 func (c ConsumerSampler) completedQuery() string {

@@ -122,4 +122,7 @@ func TestQueries(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("queries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	if got, want := consumerSampler.BacklogQuery(), `max(rabbitmq_queue_messages_ready{queue="kvfleet.writes"}) + max(rabbitmq_queue_messages_unacked{queue="kvfleet.writes"})`; got != want {
+		t.Errorf("backlog query %s, want %s", got, want)
+	}
 }
