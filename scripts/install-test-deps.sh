@@ -13,9 +13,9 @@ set -euo pipefail
 # prometheus gives promtool, which evaluates the autoscaler's queries and the
 # alert rules in tests; prometheus-alertmanager gives amtool, which checks
 # Alertmanager's configuration.
-readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps prometheus prometheus-alertmanager)
+readonly PACKAGES=(redis-server redis-sentinel postgresql rabbitmq-server procps prometheus prometheus-alertmanager etcd-server)
 # The system services those packages install, by service name.
-readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server prometheus prometheus-alertmanager)
+readonly SERVICES=(redis-server redis-sentinel postgresql rabbitmq-server prometheus prometheus-alertmanager etcd)
 readonly POLICY_RC_D=/usr/sbin/policy-rc.d
 
 log() {
