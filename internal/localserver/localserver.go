@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvfleet/kvfleet/internal/freeport"
 )
 
 // Start budgets: a start is bounded by its ctx and by these, whichever ends
@@ -100,29 +101,21 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// freePort asks the kernel for an unused loopback port. The port is free
-// only until someone else takes it, but the kernel hands out ephemeral ports
-// spread over a wide range, so parallel test packages rarely collide.
+// freePort returns one free loopback port (see package freeport for why
+// not the kernel's ephemeral choice).
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
-		return 0, fmt.Errorf("localserver: find a free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
-// freePorts returns n distinct free ports. All listeners stay open until
-// every port is known, so the kernel cannot hand out the same one twice.
+// freePorts returns n distinct free loopback ports.
 func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("localserver: find a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Loopback(n)
+	if err != nil {
+		return nil, fmt.Errorf("localserver: %w", err)
 	}
 	return ports, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kvfleet/kvfleet/internal/freeport"
 )
 
 // server is a reference server process this package started: only it is
@@ -108,23 +109,12 @@ func tail(s string) string {
 	return s
 }
 
-// freePorts returns n distinct free loopback ports; the listeners stay
-// open until all are known so that none repeats.
+// freePorts returns n distinct free loopback ports outside the kernel's
+// ephemeral range.
 func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("refsystem: find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Loopback(n)
+	if err != nil {
+		return nil, fmt.Errorf("refsystem: %w", err)
 	}
 	return ports, nil
 }
