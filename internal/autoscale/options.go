@@ -28,14 +28,16 @@ import (
 
 // The schedules.
 const (
-	ModeQuick = "quick"
 	ModeFull  = "full"
+	ModeQuick = "quick"
+	ModeBrief = "brief"
 )
 
 // Schedule is the shape of a run: how long each phase lasts and the
 // scaler's timings. Full uses the scaler's documented defaults; quick
 // shortens the stabilization window and the steady load so that CI can
-// run it in a few minutes.
+// run it in a few minutes; brief, the quick test report's, shortens them
+// again (a 30 s window, 30 s of steady load) and checks the same bounds.
 type Schedule struct {
 	Mode string
 	// Idle is the light traffic before the step: the scaler must hold.
@@ -70,8 +72,14 @@ func ScheduleFor(mode string) (Schedule, error) {
 		s.Idle, s.Load, s.DownWindow, s.PauseMax = time.Minute, 30*time.Second+10*time.Minute, 5*time.Minute, 90*time.Second
 	case ModeQuick:
 		s.Idle, s.Load, s.DownWindow, s.PauseMax = 30*time.Second, 30*time.Second+90*time.Second, time.Minute, 45*time.Second
+	case ModeBrief:
+		// A cooldown shorter than the down window, so that a scale-down
+		// is not held back by the scale-up before it; the signal window
+		// stays longer than two scrape intervals (5 s) times two.
+		s.Idle, s.Load, s.DownWindow, s.PauseMax = 15*time.Second, 30*time.Second+30*time.Second, 30*time.Second, 30*time.Second
+		s.Cooldown, s.SignalWindow, s.CoolMargin = 20*time.Second, 15*time.Second, 90*time.Second
 	default:
-		return Schedule{}, fmt.Errorf("unknown schedule %q (quick or full)", mode)
+		return Schedule{}, fmt.Errorf("unknown schedule %q (%s, %s or %s)", mode, ModeFull, ModeQuick, ModeBrief)
 	}
 	return s, nil
 }
@@ -146,7 +154,8 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 			"and pauses its consumers. Exits 1 when a check fails.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	quick := fs.Bool("quick", false, "the short schedule (down window 60s, 90 s of steady load, a pause of at most 45 s; a few minutes in all) instead of the full one (the scaler's defaults, 10 min of steady load, a pause of at most 90 s)")
+	quick := fs.Bool("quick", false, "same as -schedule=quick")
+	mode := fs.String("schedule", ModeFull, "full: the scaler's defaults, 10 min of steady load, a pause of at most 90 s (about 20 min); quick: a 60 s down window, 90 s of steady load, a pause of at most 45 s (about 6 min, CI's); brief: a 30 s down window, 30 s of steady load, a pause of at most 30 s (about 3 min, the quick report's)")
 	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:"+or("KVFLEET_PORT", "8000"), "the fleet's nginx, a loopback address (default from KVFLEET_PORT)")
 	fs.StringVar(&o.Project, "project", or("KVFLEET_PROJECT", "kvfleet"), "Compose project of the fleet (env KVFLEET_PROJECT)")
 	fs.StringVar(&o.EnvFile, "env-file", or("KVFLEET_ENV_FILE", ".env"), "the fleet's env file (env KVFLEET_ENV_FILE)")
@@ -166,12 +175,11 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	mode := ModeFull
 	if *quick {
-		mode = ModeQuick
+		*mode = ModeQuick
 	}
 	var err error
-	if o.Schedule, err = ScheduleFor(mode); err != nil {
+	if o.Schedule, err = ScheduleFor(*mode); err != nil {
 		return Options{}, err
 	}
 	o.Compose = strings.Fields(*compose)

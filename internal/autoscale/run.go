@@ -61,6 +61,12 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 	if err != nil {
 		return Report{}, err
 	}
+	fleet := &scaler.Fleet{Runner: scaler.ExecRunner{}, Compose: cfg.Compose, Project: cfg.Project, EnvFile: cfg.EnvFile,
+		Routed: "api", StopTimeout: cfg.StopTimeout, ReadyTimeout: cfg.ReadyTimeout, Poll: time.Second}
+	mins := map[string]int{"api": cfg.APIMin, "consumer": cfg.ConsumerMin}
+	if err := checkStartsAtMinimum(ctx, fleet, cfg.Project, mins); err != nil {
+		return Report{}, err
+	}
 	id := fmt.Sprintf("%x", time.Now().UnixMilli())
 	loadKeys := keys("autoscale-"+id+"-load", o.Keys)
 	if err := seed(ctx, client, o, loadKeys, "autoscale-"+id+"/seed", log); err != nil {
@@ -73,8 +79,6 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 
 	started := time.Now()
 	rec := newRecorder(started)
-	fleet := &scaler.Fleet{Runner: scaler.ExecRunner{}, Compose: cfg.Compose, Project: cfg.Project, EnvFile: cfg.EnvFile,
-		Routed: "api", StopTimeout: cfg.StopTimeout, ReadyTimeout: cfg.ReadyTimeout, Poll: time.Second}
 	consumers := newPausedService(fleet, "consumer")
 	s := scaler.New(scaler.Settings{
 		Services:   scaler.Services(cfg),
@@ -153,7 +157,6 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 	// or the window plus a margin has passed.
 	if !interrupted {
 		log.Info("load removed; waiting for the minimum", "down_window", sched.DownWindow, "at_most", sched.DownWindow+sched.CoolMargin)
-		mins := map[string]int{"api": cfg.APIMin, "consumer": cfg.ConsumerMin}
 		deadline := time.Now().Add(sched.DownWindow + sched.CoolMargin)
 		for !rec.settled(mins) && time.Now().Before(deadline) && !interrupted {
 			interrupted = sleep(ctx, time.Second) != nil

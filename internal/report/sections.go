@@ -123,7 +123,7 @@ func scaling(in *Inputs, charts map[string]Chart) Scaling {
 		return Scaling{Section: Section{Missing: in.Why(FileAutoscale)}}
 	}
 	s := Scaling{Section: Section{Charts: pick(charts, "autoscale")}}
-	s.Run = fmt.Sprintf("`make autoscale-test` (%s mode), %s to %s, through %s; %s",
+	s.Run = fmt.Sprintf("`kvfleet-autoscale -schedule %s` (cmd/kvfleet-autoscale; `make autoscale-test` runs it on a fleet of its own), %s to %s, through %s; %s",
 		a.Mode, a.Started.UTC().Format("2006-01-02 15:04:05"), a.Finished.UTC().Format("15:04:05 UTC"), a.BaseURL, map[bool]string{true: "passed", false: "**failed**"}[a.Pass])
 	st := a.Settings
 	s.Settings = fmt.Sprintf("evaluation every %.0f s, cooldown %.0f s, scale-down window %.0f s; API %d–%d replicas, consumers %d–%d",
