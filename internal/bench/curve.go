@@ -18,10 +18,22 @@ const curveStart = 0.2
 // connections for long, and the steps beyond would only pile up.
 const curveCap = 1.6
 
+// curveFloor is the lowest rate a curve steps down to when its first step
+// already fails: a step of a few requests per second still answers
+// whether the fleet serves anything within the bound, and below it too
+// few requests are left for a p99.
+const curveFloor = 5
+
+// curveStepsDown bounds the steps a curve takes below its first one, so a
+// fleet that fails even the floor costs a bounded time.
+const curveStepsDown = 6
+
 // curves steps each operation up on an open loop until a step fails the
 // curve bound (errors, p99, falling behind; for writes also the queue
 // growing), starting from a fifth of the rate its closed-loop phase
-// reached. An operation whose closed loop did not run is left out.
+// reached; when that first step already fails, it steps down instead
+// until one passes (see Climb). An operation whose closed loop did not
+// run is left out.
 func (b *runner) curves(ctx context.Context) error {
 	f := b.result.Fleet
 	uncached := missKeyBase + b.runID + "/curve/"
@@ -56,10 +68,10 @@ func (b *runner) curves(ctx context.Context) error {
 		}
 		bound := Bound{MaxErrorRatio: 0.001, MaxP99MS: b.o.CurveP99MS, MinAchieved: 0.97, QueueMustNotGrow: o.writes && b.watch != nil}
 		c := Curve{Op: o.name, Bound: bound.String(), P99MS: bound.MaxP99MS}
-		rates := Ladder{Start: int(o.closed.PerSecond * curveStart), Factor: b.o.CurveFactor, Steps: b.o.CurveSteps,
-			Max: int(o.closed.PerSecond * curveCap)}.Rates()
-		b.log.Info("curve", "op", o.name, "rates", fmt.Sprint(rates))
-		steps, best, err := Ascend(ctx, rates, bound, func(ctx context.Context, rate int) (Phase, error) {
+		l := Ladder{Start: int(o.closed.PerSecond * curveStart), Factor: b.o.CurveFactor, Steps: b.o.CurveSteps,
+			Max: int(o.closed.PerSecond * curveCap), Floor: curveFloor, Down: curveStepsDown}
+		b.log.Info("curve", "op", o.name, "rates", fmt.Sprint(l.Rates()), "rates_below", fmt.Sprint(l.Below()))
+		steps, best, err := Climb(ctx, l, bound, func(ctx context.Context, rate int) (Phase, error) {
 			if o.writes && b.watch != nil {
 				// Each step starts with an empty queue, so a growing
 				// backlog belongs to the step that made it.
@@ -72,8 +84,8 @@ func (b *runner) curves(ctx context.Context) error {
 				lag = b.newLag()
 			}
 			tag := fmt.Sprintf("curve-%s-%d", b.runID, rate)
-			l := OpenLoop{Rate: rate, Duration: b.o.CurveStep, Workers: b.o.Workers, Op: o.label}
-			p := b.measure(ctx, fmt.Sprintf("%s curve %d/s", o.name, rate), l, o.do(tag, lag), lag, o.writes)
+			ol := OpenLoop{Rate: rate, Duration: b.o.CurveStep, Workers: b.o.Workers, Op: o.label}
+			p := b.measure(ctx, fmt.Sprintf("%s curve %d/s", o.name, rate), ol, o.do(tag, lag), lag, o.writes)
 			return p, ctx.Err()
 		})
 		c.Steps, c.Saturation = steps, best

@@ -4,17 +4,22 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
 // Ladder is the schedule of an open-loop rate search: Start, then each
 // step Factor times the previous one, at most Steps steps and never above
-// Max (0: no cap).
+// Max (0: no cap). Below Start, for a search whose first step already
+// fails, each step is the previous one divided by Factor, at most Down
+// steps and never under Floor (0: 1).
 type Ladder struct {
 	Start  int
 	Factor float64
 	Steps  int
 	Max    int
+	Floor  int
+	Down   int
 }
 
 // Rates lists the ladder's rates, ascending.
@@ -27,6 +32,24 @@ func (l Ladder) Rates() []int {
 		}
 		out = append(out, r)
 		r = max(int(math.Round(float64(r)*l.Factor)), r+1)
+	}
+	return out
+}
+
+// Below lists the ladder's rates under Start, descending: each the
+// previous one divided by Factor (and at least one lower), the last one
+// Floor when the division would go under it, at most Down of them.
+func (l Ladder) Below() []int {
+	floor := max(l.Floor, 1)
+	var out []int
+	r := max(l.Start, 1)
+	for range l.Down {
+		next := max(min(int(math.Round(float64(r)/l.Factor)), r-1), floor)
+		if next >= r {
+			break
+		}
+		out = append(out, next)
+		r = next
 	}
 	return out
 }
@@ -99,6 +122,29 @@ func Descend(ctx context.Context, rates []int, b Bound, run StepFunc) ([]Phase, 
 		}
 	}
 	return steps, -1, nil
+}
+
+// Climb runs l's rates up with Ascend. When the first of them already
+// fails b, it steps down through l.Below with Descend until one passes,
+// so that a start past the knee still finds the most the target serves
+// within b. It returns every step run in ascending rate, whichever way
+// it was run, and the index of the highest that passed (-1: none did).
+func Climb(ctx context.Context, l Ladder, b Bound, run StepFunc) ([]Phase, int, error) {
+	up, best, err := Ascend(ctx, l.Rates(), b, run)
+	if err != nil || best >= 0 || len(up) == 0 {
+		return up, best, err
+	}
+	// A step function that does not report a cancelled context would
+	// otherwise go on stepping down.
+	if err := ctx.Err(); err != nil {
+		return up, -1, err
+	}
+	down, pass, err := Descend(ctx, l.Below(), b, run)
+	slices.Reverse(down)
+	if pass >= 0 {
+		pass = len(down) - 1 - pass
+	}
+	return append(down, up...), pass, err
 }
 
 // DescendingRates lists from start down by factor (< 1), steps rates.

@@ -25,6 +25,22 @@ func TestLadderRates(t *testing.T) {
 			t.Errorf("%+v.Rates() = %v, want %v", tc.l, got, tc.want)
 		}
 	}
+	below := []struct {
+		l    Ladder
+		want []int
+	}{
+		{Ladder{Start: 89, Factor: 1.5, Floor: 5, Down: 6}, []int{59, 39, 26, 17, 11, 7}}, // bounded by Down
+		{Ladder{Start: 20, Factor: 2, Floor: 5, Down: 10}, []int{10, 5}},                  // ends on the floor
+		{Ladder{Start: 12, Factor: 2, Floor: 5, Down: 10}, []int{6, 5}},                   // the floor, not under it
+		{Ladder{Start: 3, Factor: 1.1, Down: 5}, []int{2, 1}},                             // always at least -1, floor 1
+		{Ladder{Start: 5, Factor: 2, Floor: 5, Down: 3}, nil},                             // starts on the floor
+		{Ladder{Start: 1000, Factor: 2, Floor: 5}, nil},                                   // no step down
+	}
+	for _, tc := range below {
+		if got := tc.l.Below(); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v.Below() = %v, want %v", tc.l, got, tc.want)
+		}
+	}
 	if got := DescendingRates(1000, 0.8, 4); !slices.Equal(got, []int{1000, 800, 640, 512}) {
 		t.Errorf("DescendingRates = %v", got)
 	}
@@ -119,6 +135,122 @@ func TestDescendStopsAtTheFirstPass(t *testing.T) {
 	}
 }
 
+func rates(steps []Phase) []int {
+	var out []int
+	for _, s := range steps {
+		out = append(out, s.TargetRate)
+	}
+	return out
+}
+
+// rateOf is p's target rate, 0 for none.
+func rateOf(p *Phase) int {
+	if p == nil {
+		return 0
+	}
+	return p.TargetRate
+}
+
+func TestClimbStepsDownWhenTheFirstStepFails(t *testing.T) {
+	b := Bound{MaxErrorRatio: 0.001, MaxP99MS: 100, MinAchieved: 0.97, QueueMustNotGrow: true}
+	cases := []struct {
+		name      string
+		l         Ladder
+		capacity  int
+		ran       []int
+		steps     []int // rates of the steps returned
+		saturated int   // rate of Saturated(), 0: none
+		failure   int   // rate of FirstFailure(), 0: none
+	}{
+		{"first step passes: up until a failure, as before",
+			Ladder{Start: 500, Factor: 2, Steps: 5, Floor: 5, Down: 6}, 2500,
+			[]int{500, 1000, 2000, 4000}, []int{500, 1000, 2000, 4000}, 2000, 4000},
+		{"first step passes and the ladder runs out",
+			Ladder{Start: 500, Factor: 2, Steps: 2, Floor: 5, Down: 6}, 2500,
+			[]int{500, 1000}, []int{500, 1000}, 1000, 0},
+		{"first step fails: down until a pass",
+			Ladder{Start: 1000, Factor: 2, Steps: 5, Floor: 5, Down: 6}, 300,
+			[]int{1000, 500, 250}, []int{250, 500, 1000}, 250, 500},
+		{"every step fails down to the floor",
+			Ladder{Start: 100, Factor: 2, Steps: 5, Floor: 5, Down: 10}, 2,
+			[]int{100, 50, 25, 13, 7, 5}, []int{5, 7, 13, 25, 50, 100}, 0, 5},
+		{"every step fails until the steps down run out",
+			Ladder{Start: 1000, Factor: 2, Steps: 5, Floor: 5, Down: 3}, 0,
+			[]int{1000, 500, 250, 125}, []int{125, 250, 500, 1000}, 0, 125},
+		{"no step down allowed",
+			Ladder{Start: 1000, Factor: 2, Steps: 5, Floor: 5}, 300,
+			[]int{1000}, []int{1000}, 0, 1000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var ran []int
+			steps, best, err := Climb(t.Context(), tc.l, b, fleetAt(tc.capacity, &ran))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ran, tc.ran) {
+				t.Errorf("ran %v, want %v", ran, tc.ran)
+			}
+			if got := rates(steps); !slices.Equal(got, tc.steps) {
+				t.Errorf("steps %v, want %v (ascending)", got, tc.steps)
+			}
+			c := Curve{Steps: steps, Saturation: best}
+			if got := rateOf(c.Saturated()); got != tc.saturated {
+				t.Errorf("saturated at %d/s (index %d), want %d/s", got, best, tc.saturated)
+			}
+			if got := rateOf(c.FirstFailure()); got != tc.failure {
+				t.Errorf("first failure at %d/s, want %d/s", got, tc.failure)
+			}
+			for _, s := range steps {
+				if want := s.TargetRate <= tc.capacity; (s.Verdict == "pass") != want {
+					t.Errorf("%d/s judged %q", s.TargetRate, s.Verdict)
+				}
+			}
+		})
+	}
+}
+
+func TestClimbEndsWhenTheContextIsCancelled(t *testing.T) {
+	b := Bound{MaxErrorRatio: 0.001, MaxP99MS: 100, MinAchieved: 0.97}
+	l := Ladder{Start: 1000, Factor: 2, Steps: 5, Floor: 5, Down: 6}
+	cases := []struct {
+		name     string
+		cancelAt int
+		// reports says whether the step function returns the context's
+		// error, as the benchmark's does, or ignores it.
+		reports bool
+		ran     []int
+		steps   []int
+	}{
+		{"during a step down", 500, true, []int{1000, 500}, []int{1000}},
+		{"during the first step, by a step function that does not say", 1000, false, []int{1000}, []int{1000}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			var ran []int
+			fleet := fleetAt(10, &ran)
+			steps, best, err := Climb(ctx, l, b, func(ctx context.Context, rate int) (Phase, error) {
+				if rate == tc.cancelAt {
+					cancel()
+				}
+				p, _ := fleet(ctx, rate)
+				if tc.reports {
+					return p, ctx.Err()
+				}
+				return p, nil
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			if !slices.Equal(ran, tc.ran) || !slices.Equal(rates(steps), tc.steps) || best != -1 {
+				t.Fatalf("ran %v, steps %v, best %d; want ran %v, steps %v, best -1", ran, rates(steps), best, tc.ran, tc.steps)
+			}
+		})
+	}
+}
+
 func TestTrend(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var growing, flat []DepthSample
@@ -154,21 +286,32 @@ func TestTrend(t *testing.T) {
 }
 
 func TestCurveNamesItsSaturationAndItsFirstFailure(t *testing.T) {
-	steps := []Phase{{TargetRate: 100, Verdict: "pass"}, {TargetRate: 150, Verdict: "pass"}, {TargetRate: 225, Verdict: "p99 120.0 ms > 100 ms"}}
-	c := Curve{Steps: steps, Saturation: 1}
-	if s := c.Saturated(); s == nil || s.TargetRate != 150 {
-		t.Errorf("Saturated = %+v, want the 150/s step", s)
+	pass := func(rate int) Phase { return Phase{TargetRate: rate, Verdict: "pass"} }
+	fail := func(rate int) Phase { return Phase{TargetRate: rate, Verdict: "p99 120.0 ms > 100 ms"} }
+	cases := []struct {
+		name      string
+		c         Curve
+		saturated int // 0: none
+		failure   int // 0: none
+	}{
+		{"stepped up", Curve{Steps: []Phase{pass(100), pass(150), fail(225)}, Saturation: 1}, 150, 225},
+		{"the ladder ran out without a failure", Curve{Steps: []Phase{pass(100), pass(150)}, Saturation: 1}, 150, 0},
+		{"the first step failed, before curves stepped down", Curve{Steps: []Phase{fail(225)}, Saturation: -1}, 0, 225},
+		// After a step-down the last step by rate is the first one run;
+		// the failure that bounds the saturation is the one just above it.
+		{"stepped down", Curve{Steps: []Phase{pass(50), fail(75), fail(100), fail(150)}, Saturation: 0}, 50, 75},
+		{"stepped down to the floor without a pass", Curve{Steps: []Phase{fail(5), fail(7), fail(13)}, Saturation: -1}, 0, 5},
+		{"order does not matter", Curve{Steps: []Phase{fail(150), pass(50), fail(75)}, Saturation: 1}, 50, 75},
+		{"a saturation out of range is none", Curve{Steps: []Phase{pass(50), fail(75)}, Saturation: 2}, 0, 75},
+		{"no steps", Curve{Saturation: -1}, 0, 0},
 	}
-	if f := c.FirstFailure(); f == nil || f.TargetRate != 225 {
-		t.Errorf("FirstFailure = %+v, want the 225/s step", f)
-	}
-	all := Curve{Steps: steps[:2], Saturation: 1}
-	if f := all.FirstFailure(); f != nil {
-		t.Errorf("a ladder that ran out without a failure has FirstFailure %+v", f)
-	}
-	none := Curve{Steps: steps[2:], Saturation: -1}
-	if s := none.Saturated(); s != nil {
-		t.Errorf("a curve whose first step failed has Saturated %+v", s)
+	for _, tc := range cases {
+		if got := rateOf(tc.c.Saturated()); got != tc.saturated {
+			t.Errorf("%s: Saturated at %d/s, want %d/s", tc.name, got, tc.saturated)
+		}
+		if got := rateOf(tc.c.FirstFailure()); got != tc.failure {
+			t.Errorf("%s: FirstFailure at %d/s, want %d/s", tc.name, got, tc.failure)
+		}
 	}
 }
 

@@ -41,12 +41,13 @@ type Options struct {
 
 	// Curves step every operation up on an open loop, from a fifth of its
 	// closed-loop rate, until a step fails CurveP99MS (or errors, or falls
-	// behind): throughput against offered load, for the report.
+	// behind), or down from that first step until one passes when it
+	// already fails: throughput against offered load, for the report.
 	Curves      bool
 	CurveP99MS  float64
 	CurveStep   time.Duration // length of each step
-	CurveFactor float64       // each step's rate over the previous one
-	CurveSteps  int           // steps per operation at most
+	CurveFactor float64       // each step's rate over the previous one, up or down
+	CurveSteps  int           // steps up per operation at most (a step-down adds at most curveStepsDown)
 
 	BrokerMessages  int
 	BacklogMessages int
@@ -114,11 +115,11 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	fs.IntVar(&o.LagEvery, "lag-every", 100, "follow one PUT in this many until a read shows it (write -> visible lag)")
 	fs.Float64Var(&o.GetP99MS, "get-p99-ms", 20, "p99 bound of the open-loop GET rate search")
 	fs.Float64Var(&o.PutP99MS, "put-p99-ms", 500, "p99 bound of the open-loop PUT rate search")
-	fs.BoolVar(&o.Curves, "curves", true, "step each operation (cached GET, uncached GET, PUT, mixed) up on an open loop until errors or p99 over -curve-p99-ms")
+	fs.BoolVar(&o.Curves, "curves", true, "step each operation (cached GET, uncached GET, PUT, mixed) up on an open loop until errors or p99 over -curve-p99-ms; when the first step already fails, step down until one passes")
 	fs.Float64Var(&o.CurveP99MS, "curve-p99-ms", 100, "p99 bound of the throughput curves")
 	curveStep := fs.Duration("curve-step", 0, "length of each step of the curves (default 4s quick, 10s full)")
-	curveFactor := fs.Float64("curve-factor", 0, "rate of each step of the curves over the previous one (default 1.5 quick, 1.25 full)")
-	fs.IntVar(&o.CurveSteps, "curve-steps", 0, "steps per curve at most (default 6 quick, 10 full)")
+	curveFactor := fs.Float64("curve-factor", 0, "rate of each step of the curves over the previous one, and of the previous one over each step down (default 1.5 quick, 1.25 full)")
+	fs.IntVar(&o.CurveSteps, "curve-steps", 0, fmt.Sprintf("steps up per curve at most (default 6 quick, 10 full); a curve whose first step fails steps down at most %d more, not below %d/s", curveStepsDown, curveFloor))
 	brokerMessages := fs.Int("broker-messages", 0, "messages of the broker ceiling (default 20000 quick, 100000 full)")
 	backlogMessages := fs.Int("backlog-messages", 0, "writes of the backlog test (default 50000 quick, 100000 full)")
 	idle := fs.Duration("idle", 0, "idle-CPU window before the load (default 0 quick, 60s full)")

@@ -222,15 +222,15 @@ type Fleet struct {
 	Curves []Curve `json:"curves,omitempty"`
 }
 
-// Curve is one operation stepped up on an open loop until a step failed
-// its bound: what the fleet answered at each offered rate.
+// Curve is one operation on an open loop, stepped up until a step failed
+// its bound, or, when its first step already failed, down until one
+// passed: what the fleet answered at each offered rate.
 type Curve struct {
 	Op    string `json:"op"`    // cached GET, uncached GET, PUT, mixed 90/10
 	Bound string `json:"bound"` // what a step had to meet
 	// P99MS is the bound's p99 latency.
 	P99MS float64 `json:"p99_bound_ms"`
-	// Steps are in ascending rate; the last one failed its bound unless
-	// the ladder ran out first.
+	// Steps are in ascending rate, whichever way they were run.
 	Steps []Phase `json:"steps"`
 	// Saturation is the index in Steps of the highest step that passed
 	// (-1: none did): the most the fleet serves within the bound.
@@ -245,13 +245,23 @@ func (c Curve) Saturated() *Phase {
 	return &c.Steps[c.Saturation]
 }
 
-// FirstFailure returns the step that failed its bound, or nil when every
-// step passed.
+// FirstFailure returns the lowest-rate step above the saturated one (above
+// none when no step passed) that failed its bound: where the fleet stopped
+// serving within it. It is nil when no step above the saturated one
+// failed, as when the ladder ran out first.
 func (c Curve) FirstFailure() *Phase {
-	if n := len(c.Steps); n > 0 && c.Steps[n-1].Verdict != "pass" {
-		return &c.Steps[n-1]
+	var first *Phase
+	sat := c.Saturated()
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		if s.Verdict == "pass" || sat != nil && s.TargetRate <= sat.TargetRate {
+			continue
+		}
+		if first == nil || s.TargetRate < first.TargetRate {
+			first = s
+		}
 	}
-	return nil
+	return first
 }
 
 // Writes is the PUT measurement: the most the API accepts, and the

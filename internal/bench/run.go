@@ -759,8 +759,8 @@ func method(o Options) []string {
 		m = append(m, "rate searches: open-loop steps of 1.25x (GET) and 1.2x (PUT) until a step fails its bound")
 	}
 	if o.Curves {
-		m = append(m, fmt.Sprintf("curves: each operation on an open loop of %v steps, from %.0f%% of its closed-loop rate up by %.2fx (at most %d steps, never above %.1fx the closed-loop rate), until a step has > 0.1%% errors, p99 > %.0f ms, < 97%% of the rate answered or (writes) a growing queue; the write queue is emptied before each write step",
-			o.CurveStep, curveStart*100, o.CurveFactor, o.CurveSteps, curveCap, o.CurveP99MS))
+		m = append(m, fmt.Sprintf("curves: each operation on an open loop of %v steps, from %.0f%% of its closed-loop rate up by %.2fx (at most %d steps, never above %.1fx the closed-loop rate), until a step has > 0.1%% errors, p99 > %.0f ms, < 97%% of the rate answered or (writes) a growing queue; when the first step already fails, down by the same factor instead (at most %d steps, not below %d/s) until one passes; the write queue is emptied before each write step",
+			o.CurveStep, curveStart*100, o.CurveFactor, o.CurveSteps, curveCap, o.CurveP99MS, curveStepsDown, curveFloor))
 	}
 	return m
 }

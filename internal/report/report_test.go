@@ -58,6 +58,9 @@ func fixtures(t *testing.T, dir string) {
 				{Op: "cached GET", Bound: "p99 <= 100 ms", P99MS: 100, Saturation: 1, Steps: []bench.Phase{
 					step(1300, 1300, 9, "pass", 1.0), step(1950, 1949, 20, "pass", 1.4), step(2925, 2700, 160, "p99 160.0 ms > 100 ms", 1.97)}},
 				{Op: "PUT", Bound: "p99 <= 100 ms", P99MS: 100, Saturation: 0, Steps: []bench.Phase{lagged, step(1050, 990, 400, "p99 400.0 ms > 100 ms", 1.98)}},
+				// Its first step (1200/s) failed, so it stepped down until 300/s passed.
+				{Op: "uncached GET", Bound: "p99 <= 100 ms", P99MS: 100, Saturation: 0, Steps: []bench.Phase{
+					step(300, 300, 40, "pass", 1.2), step(600, 590, 150, "p99 150.0 ms > 100 ms", 1.9), step(1200, 1000, 400, "p99 400.0 ms > 100 ms", 1.98)}},
 			},
 		},
 		IdleCPU:    cpu(0.2, map[string]float64{"api": 0.01, "rabbitmq-1": 0.016}),
@@ -206,6 +209,8 @@ func TestGenerateFillsEverySectionFromTheInputs(t *testing.T) {
 		"## 5. Autoscaling", "| 45 s | api | 3 → 5 | cpu above target | cpu=0.6 |", "300,000 requests sent", "![autoscaling timeline](img/autoscale.png)",
 		"## 6. Resource use", "| api | 0.010 | 0.70 |", "| api | 3 | 20 MiB | 40 MiB |",
 		"## 7. Limits and what would lift them", "**cached GET**: it served 1,949/s within the bound", "*What would lift it — more cores:*",
+		"| uncached GET | 300/s | 40.0 ms | 1.20 of 2 | 600/s: p99 150.0 ms > 100 ms |",
+		"**uncached GET**: it served 300/s within the bound (p99 40.0 ms); at 600/s offered it failed (p99 150.0 ms > 100 ms)",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
