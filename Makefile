@@ -42,7 +42,7 @@ chaos: ## faults one at a time under load on the running fleet (./start.sh first
 AUTOSCALE_FLAGS ?=
 
 .PHONY: autoscale-test
-autoscale-test: ## the scaler's live test on a fleet of its own (port 18200); AUTOSCALE_FLAGS=--quick: ~5 min (full: ~20 min); result docs/report/autoscale.json
+autoscale-test: ## the scaler's live test on a fleet of its own (port 18200); AUTOSCALE_FLAGS=--quick: ~8 min with the fleet's start (full: ~20 min); result autoscale-report.json
 	scripts/autoscale-test.sh $(AUTOSCALE_FLAGS)
 
 # The test report: the tools above on the running fleet (./start.sh

@@ -168,7 +168,7 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 	fs.IntVar(&o.TrickleRate, "trickle-rate", 20, "requests per second of the light traffic that runs throughout")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "bound on each request")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the choice of keys and operations (0: from the clock)")
-	fs.StringVar(&o.Report, "report", "docs/report/autoscale.json", "where to write the JSON result")
+	fs.StringVar(&o.Report, "report", "autoscale-report.json", "where to write the JSON result (the test report writes docs/report/autoscale.json)")
 	if err := fs.Parse(args); err != nil {
 		return Options{}, err
 	}

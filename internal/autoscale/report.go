@@ -13,7 +13,8 @@ import (
 // Schema names the JSON layout of a Report; a reader checks it.
 const Schema = "kvfleet-autoscale/1"
 
-// Report is the JSON result of a run (docs/report/autoscale.json). Every
+// Report is the JSON result of a run (autoscale-report.json; the test
+// report's is docs/report/autoscale.json). Every
 // t_s is in seconds from the start of the run (the idle phase).
 type Report struct {
 	Schema    string     `json:"schema"`
