@@ -179,8 +179,10 @@ func (f *Fleet) scaleUp(ctx context.Context, service string, n int) error {
 // For the routed service the order is what keeps clients from seeing a
 // failure:
 //  1. docker stop: each chosen replica gets SIGTERM, answers 503 on
-//     /readyz and keeps serving for KVFLEET_DRAIN_DELAY, then closes its
-//     listener, finishes the requests it has (each write waits for its
+//     /readyz and keeps serving for KVFLEET_DRAIN_DELAY with "Connection:
+//     close" on every answer (the delay outlasts nginx's upstream
+//     keep-alive, so nginx has dropped its idle connections to it by
+//     then; nginx.conf), then closes its listener, finishes the requests it has (each write waits for its
 //     confirm) and exits, within StopTimeout. nginx still lists it: a new
 //     connection to it is refused, which nginx retries on another replica
 //     for reads and for writes alike (nothing was sent; proxy_next_upstream
