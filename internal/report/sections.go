@@ -338,6 +338,21 @@ func headline(in *Inputs) []string {
 		}
 		out = append(out, fmt.Sprintf("chaos (%s schedule): %d of %d scenarios passed, %d acknowledged writes lost", c.Schedule, passed, len(c.Scenarios), lost))
 	}
+	if a := in.Autoscale; a != nil {
+		passed := 0
+		for _, c := range a.Checks {
+			if c.Pass {
+				passed++
+			}
+		}
+		peak := map[string]int{}
+		for _, d := range a.Decisions {
+			peak[d.Service] = max(peak[d.Service], d.To)
+		}
+		out = append(out, fmt.Sprintf("autoscaling (%s schedule): %d of %d checks passed; API %d → up to %d replicas, consumers %d → up to %d; %s of %s requests failed",
+			a.Mode, passed, len(a.Checks), a.Settings.APIMin, max(peak["api"], a.Settings.APIMin),
+			a.Settings.ConsumerMin, max(peak["consumer"], a.Settings.ConsumerMin), num(float64(a.Requests.Failed)), num(float64(a.Requests.Sent))))
+	}
 	if e := in.E2E; e != nil {
 		n := 0
 		for _, c := range e.Cases {
