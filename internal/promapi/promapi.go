@@ -1,12 +1,16 @@
 // Package promapi is a small client of Prometheus's HTTP API
 // (prometheus.io/docs/prometheus/latest/querying/api/): range and instant
-// queries, the loaded rules and the discovered Alertmanagers. It is what
-// the live check of the dashboards and alerts asks.
+// queries, the loaded rules and the discovered Alertmanagers. It is the
+// repository's one HTTP client of Prometheus: the live check of the
+// dashboards and alerts asks it, and so does the scaler (through its
+// adapter in internal/scaler), which needs to tell a Prometheus it could
+// not ask (ErrUnreachable) from a query Prometheus rejected.
 package promapi
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -40,6 +44,14 @@ func (s Series) HasData() bool {
 	return false
 }
 
+// ErrUnreachable marks a failure to ask Prometheus at all: a connection
+// error or timeout, a broken answer, or an HTTP 5xx or 429 (overloaded,
+// restarting, or a proxy in front of it that is), as opposed to a query
+// Prometheus answered and rejected. The scaler holds every service while
+// Prometheus is unreachable, but treats a rejected query as one missing
+// signal, so the two must not be confused.
+var ErrUnreachable = errors.New("prometheus unreachable")
+
 // Client asks one Prometheus server.
 type Client struct {
 	base    *url.URL
@@ -47,12 +59,13 @@ type Client struct {
 	timeout time.Duration
 }
 
-// New returns a client of the server at rawURL (http://127.0.0.1:9090);
-// each request is bounded by timeout.
+// New returns a client of the server at rawURL (http://127.0.0.1:9090, or
+// a path prefix such as http://host/prometheus); each request is bounded by
+// timeout.
 func New(rawURL string, timeout time.Duration) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("prometheus URL %q: want http://host:port", rawURL)
+		return nil, fmt.Errorf("prometheus URL %q: want an http:// or https:// URL with a host, like http://127.0.0.1:9090", rawURL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return &Client{base: u, http: &http.Client{}, timeout: timeout}, nil
@@ -66,7 +79,9 @@ type envelope struct {
 	Data      json.RawMessage `json:"data"`
 }
 
-// get asks path with the parameters and decodes the data into out.
+// get asks path with the parameters and decodes the data into out. Errors
+// that mean Prometheus could not be asked wrap ErrUnreachable; an answer
+// that is not the API's envelope says the URL is probably not Prometheus.
 func (c *Client) get(ctx context.Context, path string, params url.Values, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -79,15 +94,26 @@ func (c *Client) get(ctx context.Context, path string, params url.Values, out an
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("prometheus: %w", err)
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("prometheus: reading %s: %w", path, err)
+		return fmt.Errorf("%w: reading %s: %w", ErrUnreachable, path, err)
 	}
 	var env envelope
-	if err := json.Unmarshal(body, &env); err != nil {
+	notAPI := json.Unmarshal(body, &env) != nil || env.Status == ""
+	// Prometheus answers 503 for a query that timed out and 500 for its
+	// own faults, with an envelope; a proxy or a starting server answers
+	// 502, 503 or 429 without one. Either way the question was not
+	// answered, so the status decides, not the body.
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		if notAPI {
+			return fmt.Errorf("%w: %s answered %s", ErrUnreachable, path, resp.Status)
+		}
+		return fmt.Errorf("%w: %s answered %s: %s: %s", ErrUnreachable, path, resp.Status, env.ErrorType, env.Error)
+	}
+	if notAPI {
 		return fmt.Errorf("prometheus: %s answered %s, not the HTTP API (is %s a Prometheus server?)", path, resp.Status, c.base.Host)
 	}
 	if env.Status != "success" {
@@ -142,10 +168,16 @@ func (c *Client) QueryRange(ctx context.Context, expr string, start, end time.Ti
 	return out, nil
 }
 
-// Query evaluates expr at t; a scalar is one series without labels.
+// Query evaluates expr at t; a scalar is one series without labels. A
+// zero t asks for the server's current time, so that a caller that wants
+// "now" is not off by the skew between its clock and Prometheus's.
 func (c *Client) Query(ctx context.Context, expr string, t time.Time) ([]Series, error) {
+	params := url.Values{"query": {expr}}
+	if !t.IsZero() {
+		params.Set("time", formatTime(t))
+	}
 	var r result
-	if err := c.get(ctx, "/api/v1/query", url.Values{"query": {expr}, "time": {formatTime(t)}}, &r); err != nil {
+	if err := c.get(ctx, "/api/v1/query", params, &r); err != nil {
 		return nil, err
 	}
 	switch r.ResultType {

@@ -5,107 +5,98 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"strings"
 	"testing"
 	"time"
 )
 
-// The files in testdata are answers of the fleet's Prometheus (recorded
-// with curl against a running fleet), served here for the queries below.
-var recorded = map[string]struct {
-	status int
-	file   string
-}{
-	"vector":   {200, "testdata/vector.json"},
-	"single":   {200, "testdata/single.json"},
-	"empty":    {200, "testdata/empty.json"},
-	"scalar":   {200, "testdata/scalar.json"},
-	"nan":      {200, "testdata/nan.json"},
-	"bad_data": {400, "testdata/bad_data.json"},
-}
+// The HTTP behaviour (status codes, envelopes, timeouts, recorded answers
+// of the fleet's Prometheus) is promapi's and tested there; these tests
+// hold what the adapter adds: samples instead of series, NaN and ±Inf
+// left out, Prometheus's own clock, and ErrUnreachable as the scaler's
+// callers test for it.
 
-func recordedPrometheus(t *testing.T) *httptest.Server {
+func fakePrometheus(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/query" {
 			http.NotFound(w, r)
 			return
 		}
-		switch q := r.URL.Query().Get("query"); q {
-		case "overloaded":
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("Service Unavailable"))
-		case "html":
-			_, _ = w.Write([]byte("<html>not prometheus</html>"))
-		case "slow": // answers only when the client gives up
-			<-r.Context().Done()
-		default:
-			rec, ok := recorded[q]
-			if !ok {
-				t.Errorf("unexpected query %q", q)
-				return
-			}
-			data, err := os.ReadFile(rec.file)
-			if err != nil {
-				t.Error(err)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(rec.status)
-			_, _ = w.Write(data)
+		if r.URL.Query().Has("time") {
+			t.Errorf("query at time %s, want Prometheus's current time", r.URL.Query().Get("time"))
 		}
+		var status int
+		var body string
+		switch q := r.URL.Query().Get("query"); q {
+		case "vector":
+			status, body = 200, `{"status":"success","data":{"resultType":"vector","result":[
+				{"metric":{"job":"api","instance":"a"},"value":[1795690875.561,"NaN"]},
+				{"metric":{"job":"api","instance":"b"},"value":[1795690875.561,"0.5"]},
+				{"metric":{"job":"api","instance":"c"},"value":[1795690875.561,"+Inf"]},
+				{"metric":{"job":"api","instance":"d"},"value":[1795690875.561,"-Inf"]},
+				{"metric":{"job":"api","instance":"e"},"value":[1795690875.561,"2"]}]}}`
+		case "scalar":
+			status, body = 200, `{"status":"success","data":{"resultType":"scalar","result":[1795690875.597,"0.25"]}}`
+		case "scalar_nan":
+			status, body = 200, `{"status":"success","data":{"resultType":"scalar","result":[1795690875.597,"NaN"]}}`
+		case "nan":
+			status, body = 200, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1795690876.964,"NaN"]}]}}`
+		case "bad_data":
+			status, body = 400, `{"status":"error","errorType":"bad_data","error":"parse error: missing unit character in duration"}`
+		case "html":
+			status, body = 200, "<html>not prometheus</html>"
+		case "overloaded":
+			status, body = 503, "Service Unavailable"
+		default:
+			t.Errorf("unexpected query %q", q)
+			status = http.StatusInternalServerError
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
 	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
 
 func TestPrometheusQuery(t *testing.T) {
-	srv := recordedPrometheus(t)
-	p, err := NewPrometheus(srv.URL+"/", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	impatient, err := NewPrometheus(srv.URL, 20*time.Millisecond)
+	p, err := NewPrometheus(fakePrometheus(t).URL+"/", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		query       string
-		samples     int
-		first       float64
+		want        []float64
+		instances   []string
 		unreachable bool
-		fails       bool
+		fails       string // part of the error; "" for success
 	}{
-		{query: "vector", samples: 3, first: 0.001333333333333331},
-		{query: "single", samples: 1, first: 0},
-		{query: "empty", samples: 0},
-		{query: "scalar", samples: 1, first: 0},
-		{query: "nan", samples: 0}, // NaN is no data
-		{query: "bad_data", fails: true},
-		{query: "html", fails: true},
-		{query: "overloaded", fails: true, unreachable: true},
-		{query: "slow", fails: true, unreachable: true},
+		{query: "vector", want: []float64{0.5, 2}, instances: []string{"b", "e"}}, // NaN and ±Inf are no data
+		{query: "scalar", want: []float64{0.25}, instances: []string{""}},
+		{query: "scalar_nan"},
+		{query: "nan"},
+		{query: "bad_data", fails: "missing unit character"},
+		{query: "html", fails: "Prometheus server?"},
+		{query: "overloaded", fails: "503", unreachable: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			client := p
-			if tt.query == "slow" {
-				client = impatient
+			samples, err := p.Query(context.Background(), tt.query)
+			if (err != nil) != (tt.fails != "") || errors.Is(err, ErrUnreachable) != tt.unreachable {
+				t.Fatalf("err = %v, want failure %q, unreachable %v", err, tt.fails, tt.unreachable)
 			}
-			samples, err := client.Query(context.Background(), tt.query)
-			if (err != nil) != tt.fails || errors.Is(err, ErrUnreachable) != tt.unreachable {
-				t.Fatalf("err = %v, want failure %v, unreachable %v", err, tt.fails, tt.unreachable)
+			if err != nil && !strings.Contains(err.Error(), tt.fails) {
+				t.Errorf("err = %v, want it to say %q", err, tt.fails)
 			}
-			if len(samples) != tt.samples {
-				t.Fatalf("%d samples, want %d: %+v", len(samples), tt.samples, samples)
+			if len(samples) != len(tt.want) {
+				t.Fatalf("samples %+v, want values %v", samples, tt.want)
 			}
-			if tt.samples > 0 && samples[0].Value != tt.first {
-				t.Errorf("first value %g, want %g", samples[0].Value, tt.first)
+			for i, s := range samples {
+				if s.Value != tt.want[i] || s.Labels["instance"] != tt.instances[i] {
+					t.Errorf("sample %d = %+v, want value %g, instance %q", i, s, tt.want[i], tt.instances[i])
+				}
 			}
 		})
-	}
-	vec, _ := p.Query(context.Background(), "vector")
-	if vec[0].Labels["job"] != "api" || vec[0].Labels["instance"] == "" {
-		t.Errorf("labels %v", vec[0].Labels)
 	}
 }
 
