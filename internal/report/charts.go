@@ -526,8 +526,8 @@ func autoscaleChart(a *Autoscale, path string) (bool, error) {
 			{"api", blue, func(i int) float64 { return tl[i].APIReplicas }},
 			{"consumer", orange, func(i int) float64 { return tl[i].ConsumerReplicas }},
 		}, true},
-		{"API CPU", "cores (all replicas)", []trace{{"api CPU", purple, func(i int) float64 { return tl[i].APICPU }}}, false},
-		{"API requests in flight", "requests", []trace{{"in flight", brown, func(i int) float64 { return tl[i].APIInFlight }}}, false},
+		{"API CPU per replica (the scaler's signal)", "cores", []trace{{"api CPU", purple, func(i int) float64 { return tl[i].APICPU }}}, false},
+		{"API requests in flight per replica (the scaler's signal)", "requests", []trace{{"in flight", brown, func(i int) float64 { return tl[i].APIInFlight }}}, false},
 		{"Write queue backlog", "messages", []trace{{"backlog", blue, func(i int) float64 { return tl[i].Backlog }}}, false},
 	}
 	var tiles []*plot.Plot
