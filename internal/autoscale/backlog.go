@@ -12,7 +12,9 @@ import (
 // backlogPhase is the part of the run that makes a backlog for the
 // consumers' scaling to act on: the consumers paused (the induced fault),
 // only writes sent through the API, until the write queue holds
-// BacklogFactor × the target per paused consumer or PauseMax has passed.
+// BacklogFactor × the target per paused consumer or PauseMax has passed,
+// and then until the scaler has answered it (decided to scale the
+// consumers up) or AnswerMax has passed.
 // The API groups the writes that wait for a confirm into one message
 // (queue.EncodeBatch), so the queue counts messages, not writes, and so
 // does the bound: it is read from the same Prometheus query as the
@@ -27,6 +29,12 @@ type backlogPhase struct {
 	log    *slog.Logger
 	// writes starts the phase's traffic; Stop ends it.
 	writes func() *saturation
+	// answered reports whether the scaler has decided to scale the
+	// consumers up at or after a time (seconds from the start, as since).
+	answered func(from float64) bool
+	// poll is how often the phase reads the backlog and looks for the
+	// scaler's answer.
+	poll time.Duration
 }
 
 // run runs the phase and reports what the fault did and whether the run
@@ -42,14 +50,20 @@ func (b backlogPhase) run(ctx context.Context) (Fault, bool) {
 	f.Bound = BacklogFactor * b.target * float64(len(reps))
 	b.log.Info("backlog phase: consumers paused (induced fault)", "consumers", len(reps), "bound_messages", f.Bound, "at_most", b.sched.PauseMax)
 	w := b.writes()
-	watch, err := awaitBacklog(ctx, b.prom, b.query, f.Bound, b.sched.PauseMax, time.Second)
+	watch, err := awaitBacklog(ctx, b.prom, b.query, f.Bound, b.sched.PauseMax, b.poll)
 	interrupted := err != nil
-	if watch.Reached && !interrupted {
-		// Prometheus keeps one value per scrape and the scaler asks once an
-		// interval: holding the pause one more interval makes sure that the
-		// scaler asks while the backlog it is meant to act on shows, rather
-		// than after the consumers, unpaused, have drained it in a second.
-		interrupted = sleep(ctx, b.sched.Interval) != nil
+	if !interrupted {
+		// Unpaused, the consumers drain the backlog in a second or two, so
+		// the scaler must look while the pause lasts. It looks once an
+		// interval, and not at all while it carries out a change (an API
+		// scale-up waits for the new replicas' healthchecks): a fixed hold
+		// after the bound once ended before the scaler had seen the backlog
+		// (docs/autoscaling.md, "What it showed", run 9). The pause is held
+		// until the scaler has answered it; a scaler that never does still
+		// fails the check, after AnswerMax.
+		f.Answered, err = b.awaitAnswer(ctx, f.PausedAt)
+		interrupted = err != nil
+		f.AnsweredAt = b.since()
 	}
 	if err := b.pause.resume(ctx); err != nil {
 		f.Err = err.Error()
@@ -57,8 +71,25 @@ func (b backlogPhase) run(ctx context.Context) (Fault, bool) {
 	f.ResumedAt = b.since()
 	w.Stop()
 	f.Peak, f.Reached, f.Unread = watch.Peak, watch.Reached, watch.Problem
-	b.log.Info("backlog phase: consumers unpaused", "backlog_peak_messages", f.Peak, "bound_reached", f.Reached, "err", f.Err)
+	b.log.Info("backlog phase: consumers unpaused", "backlog_peak_messages", f.Peak, "bound_reached", f.Reached,
+		"scaler_answered", f.Answered, "err", f.Err)
 	return f, interrupted
+}
+
+// awaitAnswer waits until the scaler has decided to scale the consumers up
+// at or after from, or AnswerMax has passed; only an interrupted run is an
+// error.
+func (b backlogPhase) awaitAnswer(ctx context.Context, from float64) (bool, error) {
+	deadline := time.Now().Add(b.sched.AnswerMax)
+	for !b.answered(from) {
+		if !time.Now().Before(deadline) {
+			return false, nil
+		}
+		if err := sleep(ctx, min(b.poll, time.Until(deadline))); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // faultNotes says, for the report, that the backlog was induced, and how.
@@ -71,7 +102,12 @@ func faultNotes(f Fault, clients int, target float64) []string {
 	}
 	end := "the bound was reached"
 	if !f.Reached {
-		end = "the time bound ended the pause before the bound was reached"
+		end = "the time bound ended the wait for the backlog before the bound was reached"
+	}
+	if f.Answered {
+		end += fmt.Sprintf(", and the pause was held until the scaler had decided to scale the consumers up (t=%.0f s)", f.AnsweredAt)
+	} else {
+		end += fmt.Sprintf(", and the pause was held until t=%.0f s without the scaler deciding to scale the consumers up", f.AnsweredAt)
 	}
 	notes := []string{fmt.Sprintf("induced fault: from t=%.0f s to t=%.0f s the test held the %d consumer containers paused (docker pause) while %d clients sent only writes, "+
 		"standing for consumers that fall behind (on this machine the API is the bottleneck and the consumers keep up with any load sent through it); "+

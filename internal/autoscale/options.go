@@ -51,6 +51,10 @@ type Schedule struct {
 	// reach its bound (BacklogFactor × the target per paused consumer)
 	// sooner.
 	PauseMax time.Duration
+	// AnswerMax bounds how long the pause is then held for the scaler to
+	// decide to scale the consumers up: longer than one API change it may
+	// be carrying out meanwhile (its ready timeout, 60 s) and an interval.
+	AnswerMax time.Duration
 	// CoolMargin is how long past the stabilization window the cool-down
 	// phase may last before the test gives up waiting for the minimum.
 	CoolMargin time.Duration
@@ -63,6 +67,7 @@ func ScheduleFor(mode string) (Schedule, error) {
 	s := Schedule{
 		Mode: mode, StepWindow: 30 * time.Second, CoolMargin: 2 * time.Minute,
 		Interval: 5 * time.Second, Cooldown: 30 * time.Second, SignalWindow: 20 * time.Second,
+		AnswerMax: 75 * time.Second,
 	}
 	// The backlog phase keeps the API saturated (the same clients, only
 	// writes), so quick's mixed load is 30 s shorter than it was before
@@ -92,9 +97,9 @@ func ScheduleFor(mode string) (Schedule, error) {
 const BacklogFactor = 4
 
 // Bound is the longest a run of s can take, cool-down included: the
-// backlog phase lasts at most PauseMax and one more interval (see Run).
+// backlog phase lasts at most PauseMax and AnswerMax (see backlogPhase).
 func (s Schedule) Bound() time.Duration {
-	return s.Idle + s.Load + s.PauseMax + s.Interval + s.DownWindow + s.CoolMargin
+	return s.Idle + s.Load + s.PauseMax + s.AnswerMax + s.DownWindow + s.CoolMargin
 }
 
 // Options configure a run.
@@ -155,7 +160,7 @@ func ParseOptions(args []string, getenv func(string) string, out io.Writer) (Opt
 		fs.PrintDefaults()
 	}
 	quick := fs.Bool("quick", false, "same as -schedule=quick")
-	mode := fs.String("schedule", ModeFull, "full: the scaler's defaults, 10 min of steady load, a pause of at most 90 s (about 20 min); quick: a 60 s down window, 90 s of steady load, a pause of at most 45 s (about 6 min, CI's); brief: a 30 s down window, 30 s of steady load, a pause of at most 30 s (about 3 min, the quick report's)")
+	mode := fs.String("schedule", ModeFull, "full: the scaler's defaults, 10 min of steady load, the backlog reached within at most 90 s (about 20 min); quick: a 60 s down window, 90 s of steady load, the backlog within at most 45 s (about 6 min, CI's); brief: a 30 s down window, 30 s of steady load, the backlog within at most 30 s (about 3 min, the quick report's); every schedule then holds the pause up to 75 s for the scaler to answer the backlog")
 	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:"+or("KVFLEET_PORT", "8000"), "the fleet's nginx, a loopback address (default from KVFLEET_PORT)")
 	fs.StringVar(&o.Project, "project", or("KVFLEET_PROJECT", "kvfleet"), "Compose project of the fleet (env KVFLEET_PROJECT)")
 	fs.StringVar(&o.EnvFile, "env-file", or("KVFLEET_ENV_FILE", ".env"), "the fleet's env file (env KVFLEET_ENV_FILE)")

@@ -72,6 +72,9 @@ func TestSchedulesAreConsistent(t *testing.T) {
 		if s.SignalWindow < 10*time.Second {
 			t.Errorf("%s: signal window %v shorter than two scrapes", mode, s.SignalWindow)
 		}
+		if s.AnswerMax <= time.Minute+s.Interval {
+			t.Errorf("%s: the pause is held at most %v for the scaler's answer, not longer than an API change it may be carrying out (its ready timeout, 60 s) and an interval", mode, s.AnswerMax)
+		}
 		if s.Interval <= 0 || s.Idle <= 0 || s.PauseMax <= 0 || s.CoolMargin <= 0 {
 			t.Errorf("%s: a phase without a length: %+v", mode, s)
 		}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kvfleet/kvfleet/internal/scaler"
 )
@@ -253,31 +255,73 @@ func TestBacklogPhase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched.Interval = 0 // no wait after the bound, in a unit test
 	clock := 0.0
 	since := func() float64 { clock += 10; return clock }
 
+	// The scaler answers at its third look: the pause lasts until then,
+	// whatever the backlog did before.
 	d := &docker{}
 	p, _ := newFault(d)
 	started := false
+	looks := 0
+	answered := func(from float64) bool {
+		if from != 10 {
+			t.Errorf("answer looked for from t=%g, want the pause's start (10)", from)
+		}
+		if slices.Contains(d.commands(), "docker unpause c1 c2") {
+			t.Error("consumers unpaused before the scaler answered")
+		}
+		looks++
+		return looks == 3
+	}
 	phase := backlogPhase{pause: p, prom: &backlogs{values: []string{"4200"}}, query: "backlog", target: 500,
-		sched: sched, since: since, log: quiet,
+		sched: sched, since: since, log: quiet, answered: answered,
 		writes: func() *saturation { started = true; return &saturation{stop: make(chan struct{})} }}
 	f, interrupted := phase.run(context.Background())
-	want := Fault{PausedAt: 10, ResumedAt: 20, Consumers: 2, Bound: 4000, Peak: 4200, Reached: true}
-	if interrupted || f != want || !started {
-		t.Errorf("phase: %+v (interrupted %v, writes started %v), want %+v", f, interrupted, started, want)
+	want := Fault{PausedAt: 10, AnsweredAt: 20, ResumedAt: 30, Consumers: 2, Bound: 4000, Peak: 4200, Reached: true, Answered: true}
+	if interrupted || f != want || !started || looks != 3 {
+		t.Errorf("phase: %+v (interrupted %v, writes started %v, %d looks), want %+v", f, interrupted, started, looks, want)
 	}
 	if got := strings.Join(d.commands(), " "); got != "ps docker pause c1 c2 docker unpause c1 c2" {
 		t.Errorf("commands %q", got)
 	}
 	notes := strings.Join(faultNotes(f, 192, 500), "\n")
 	for _, w := range []string{"induced fault", "held the 2 consumer containers paused (docker pause)", "192 clients sent only writes",
-		"standing for consumers that fall behind", "peaked at 4200 messages (bound 4000: 4 × the target of 500 per consumer); the bound was reached"} {
+		"standing for consumers that fall behind", "peaked at 4200 messages (bound 4000: 4 × the target of 500 per consumer); the bound was reached",
+		"held until the scaler had decided to scale the consumers up (t=20 s)"} {
 		if !strings.Contains(notes, w) {
 			t.Errorf("notes %q do not say %q", notes, w)
 		}
 	}
+
+	// A scaler that never answers: the pause ends after AnswerMax, and the
+	// notes say that it did not answer.
+	clock = 0
+	d = &docker{}
+	p, _ = newFault(d)
+	phase.pause = p
+	phase.sched.AnswerMax = 0
+	phase.answered = func(float64) bool { return false }
+	f, interrupted = phase.run(context.Background())
+	if interrupted || f.Answered || f.ResumedAt != 30 || !slices.Contains(d.commands(), "docker unpause c1 c2") {
+		t.Errorf("unanswered phase: %+v (interrupted %v), commands %q", f, interrupted, d.commands())
+	}
+	if notes := strings.Join(faultNotes(f, 192, 500), "\n"); !strings.Contains(notes, "held until t=20 s without the scaler deciding to scale the consumers up") {
+		t.Errorf("notes of an unanswered pause: %q", notes)
+	}
+
+	// An interrupted run stops waiting for the answer and still unpauses.
+	d = &docker{}
+	p, _ = newFault(d)
+	phase.pause = p
+	phase.sched.AnswerMax = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	phase.answered = func(float64) bool { cancel(); return false }
+	phase.poll = time.Hour
+	if _, interrupted = phase.run(ctx); !interrupted || !slices.Contains(d.commands(), "docker unpause c1 c2") {
+		t.Errorf("interrupted phase: interrupted %v, commands %q", interrupted, d.commands())
+	}
+	phase.poll = 0
 
 	// A pause that fails sends no writes and says why.
 	d = &docker{failPause: true}

@@ -74,9 +74,14 @@ type Fault struct {
 	Consumers int     // containers paused
 	Bound     float64 // the backlog, in messages, at which the pause ends
 	Peak      float64 // the largest backlog the test read during the pause, in messages
-	Reached   bool    // the backlog reached Bound; else the time bound ended the pause
-	Unread    string  // why the backlog could not be read, if it never could
-	Err       string  // a pause or an unpause that failed
+	Reached   bool    // the backlog reached Bound; else PauseMax ended the wait for it
+	// Answered says that the scaler decided to scale the consumers up
+	// during the pause, at AnsweredAt at the latest; else AnswerMax ended
+	// the wait for it at AnsweredAt.
+	Answered   bool
+	AnsweredAt float64
+	Unread     string // why the backlog could not be read, if it never could
+	Err        string // a pause or an unpause that failed
 }
 
 // pausedDuring reports whether the consumers were paused at some time in
@@ -158,6 +163,16 @@ func (r *recorder) Scaled(service string, d scaler.Decision, _ time.Time, err er
 	}
 	r.changes = append(r.changes, c)
 	r.pending[service] = false
+}
+
+// decidedUp reports whether the scaler decided to scale service up at or
+// after from (seconds from the start).
+func (r *recorder) decidedUp(service string, from float64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.intervals, func(iv Interval) bool {
+		return iv.Service == service && iv.T >= from && iv.Desired > iv.Current
+	})
 }
 
 // settled reports whether every service is at its minimum with no change

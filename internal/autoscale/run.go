@@ -143,10 +143,11 @@ func Run(ctx context.Context, o Options, getenv func(string) string, readFile fu
 		writes.WriteFraction = 1
 		phase := backlogPhase{
 			pause: consumers, prom: prom, query: scaler.ConsumerSampler{Queue: cfg.Queue}.BacklogQuery(),
-			target: cfg.ConsumerBacklogTarget, sched: sched, since: since, log: log,
+			target: cfg.ConsumerBacklogTarget, sched: sched, since: since, log: log, poll: time.Second,
 			writes: func() *saturation {
-				return saturate(ctx, client, t, writes, loadKeys, "autoscale-"+id+"/backlog", sched.PauseMax+sched.Interval+time.Minute)
+				return saturate(ctx, client, t, writes, loadKeys, "autoscale-"+id+"/backlog", sched.PauseMax+sched.AnswerMax+time.Minute)
 			},
+			answered: func(from float64) bool { return rec.decidedUp("consumer", from) },
 		}
 		fault, interrupted = phase.run(ctx)
 	}

@@ -10,6 +10,17 @@
 // for every signal of a service, the largest of them winning, with
 //   - a tolerance band: a signal within ±Tolerance of its target asks for
 //     no change, so that noise around the target does not move the fleet;
+//   - scale-down to the band's lower edge, not to the target: a signal
+//     below the band asks for ceil(current × metric / (target × (1 −
+//     Tolerance))), the fewest replicas at which the per-replica value is
+//     predicted to stay at or under the band, so that the size it lands on
+//     has the whole band as headroom before it asks for more. This is where
+//     the rule departs from the HPA's: on a closed loop (clients that send
+//     as soon as they are answered) sharing the host's cores with the
+//     fleet, the total load is not independent of the size (the fleet's
+//     requests in flight were 55 at 8 API replicas and 71 at 6, summed),
+//     and a scale-down aimed at the target landed above the band and
+//     bounced back up (docs/autoscaling.md, "What it showed");
 //   - min and max replicas per service, also enforced on a fleet that
 //     someone scaled by hand;
 //   - no stabilization upward: a load step is acted on at the next
@@ -87,12 +98,16 @@ type Signal struct {
 	Note string
 }
 
-// recommend is the HPA formula for one signal; inBand reports that the
-// signal is within the tolerance band, so asks for the current size.
+// recommend is the HPA formula for one signal, aimed at the band's lower
+// edge when it scales down (see the package comment); inBand reports that
+// the signal is within the tolerance band, so asks for the current size.
 func (s Signal) recommend(current int, tolerance float64) (rec int, inBand bool) {
 	ratio := s.Value / s.Target
 	if math.Abs(ratio-1) <= tolerance {
 		return current, true
+	}
+	if ratio < 1 {
+		ratio /= 1 - tolerance
 	}
 	// The epsilon keeps float error (3 × 0.1/0.1 = 3.0000000000000004)
 	// from adding a replica; the cap keeps a wild ratio (a zero target) from
