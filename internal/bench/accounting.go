@@ -380,3 +380,65 @@ func Window(a, b Snapshot, containers []Container, cores int) *CPUWindow {
 	}
 	return w
 }
+
+// Processes returns the CPU time of each process in a container's cgroup
+// now, by pid: its own user and system time, its reaped children's left
+// out (Docker's healthchecks are not its children; their time counts in
+// the cgroup alone).
+func (a *Accounting) Processes(id string) map[int]time.Duration {
+	d, ok := a.dirs(id)
+	if !ok {
+		return nil
+	}
+	raw, err := os.ReadFile(filepath.Join(d.cpu, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	out := map[int]time.Duration{}
+	for f := range strings.FieldsSeq(string(raw)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join(a.proc, f, "stat")); err == nil {
+			out[pid] = procCPU(stat)
+		}
+	}
+	return out
+}
+
+// StartedProcesses is the CPU of the window from first to last, by
+// service, that went to processes that were not running at both ends of
+// it: a container's cgroup time less what its processes present in both
+// before and after used. At idle that is the cost of starting programs:
+// Docker's exec healthchecks first (the probe, and runc's set-up inside
+// the container), a database's backend forks next. Take before just ahead
+// of first and after just behind last: the processes that lasted are then
+// measured over a little more than the window, and the started ones, if
+// anything, under-counted.
+func StartedProcesses(containers []Container, first, last Snapshot, before, after map[string]map[int]time.Duration) map[string]float64 {
+	secs := last.At.Sub(first.At).Seconds()
+	if secs <= 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, c := range containers {
+		b, ok1 := first.CPU[c.ID]
+		e, ok2 := last.CPU[c.ID]
+		if !ok1 || !ok2 || e < b || c.Own {
+			continue
+		}
+		var lasting time.Duration
+		for pid, end := range after[c.ID] {
+			if start, ok := before[c.ID][pid]; ok && end >= start {
+				lasting += end - start
+			}
+		}
+		started := time.Duration(e-b) - lasting
+		out[c.Service] += max(started.Seconds(), 0) / secs
+	}
+	for k, v := range out {
+		out[k] = round3(v)
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -111,5 +112,73 @@ func TestHostProcesses(t *testing.T) {
 	d := Disturbances(r)
 	if len(d) != 1 || d[0] != "cached GET: 0.60 cores went outside the fleet and the benchmark (host processes: staticcheck 0.60, go 0.10)" {
 		t.Fatalf("Disturbances = %q", d)
+	}
+}
+
+// TestStartedProcesses: a container whose cgroup used 3 s in a 10 s window
+// while its lasting processes used 1 s spent 2 s, 0.2 cores, on processes
+// started meanwhile; a process that exited during the window counts as
+// started, and the benchmark's own containers are left out.
+func TestStartedProcesses(t *testing.T) {
+	root, proc := t.TempDir(), t.TempDir()
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stat := func(pid string, ticks int) {
+		write(filepath.Join(proc, pid, "stat"), pid+" (redis server) S 1 1 1 0 -1 0 0 0 0 0 "+
+			strconv.Itoa(ticks)+" 0 7 9 20 0 1 0 1 1 1")
+	}
+	write(filepath.Join(root, "cpuacct/docker/redis/cpuacct.usage"), "1000000000\n")
+	write(filepath.Join(root, "cpuacct/docker/redis/cgroup.procs"), "1\n40\n")
+	stat("1", 100)
+	stat("40", 5) // a healthcheck, gone by the end
+	a := NewAccounting(root, proc, 2)
+	got := a.Processes("redis")
+	if len(got) != 2 || got[1] != time.Second || got[40] != 50*time.Millisecond {
+		t.Fatalf("Processes = %v, want pid 1 1s and pid 40 50ms", got)
+	}
+	if a.Processes("unknown") != nil {
+		t.Fatal("a container without a cgroup has processes")
+	}
+	write(filepath.Join(root, "cpuacct/docker/redis/cgroup.procs"), "1\n")
+	stat("1", 200)
+	after := a.Processes("redis")
+
+	containers := []Container{{ID: "redis", Service: "redis-master"}, {ID: "ref", Service: "bench-ref", Own: true}}
+	t0 := time.Now()
+	first := Snapshot{At: t0, CPU: map[string]uint64{"redis": 1e9, "ref": 0}}
+	last := Snapshot{At: t0.Add(10 * time.Second), CPU: map[string]uint64{"redis": 4e9, "ref": 5e9}}
+	started := StartedProcesses(containers, first, last, map[string]map[int]time.Duration{"redis": got}, map[string]map[int]time.Duration{"redis": after})
+	if len(started) != 1 || started["redis-master"] != 0.2 {
+		t.Fatalf("StartedProcesses = %v, want redis-master 0.2 alone", started)
+	}
+	// Processes that used more than the cgroup (read at other moments)
+	// never give a negative share.
+	started = StartedProcesses(containers, first, Snapshot{At: last.At, CPU: map[string]uint64{"redis": 1.5e9}},
+		map[string]map[int]time.Duration{"redis": got}, map[string]map[int]time.Duration{"redis": after})
+	if started["redis-master"] != 0 {
+		t.Fatalf("started = %v, want 0", started["redis-master"])
+	}
+	if StartedProcesses(containers, first, first, nil, nil) != nil {
+		t.Fatal("an empty window has a result")
+	}
+}
+
+func TestParseHealthIntervals(t *testing.T) {
+	got := parseHealthIntervals("aaa|CMD|10000000000\nbbb|CMD-SHELL|30s\nccc|\nddd|NONE|0\neee|CMD|0\nfff|CMD|soon\n")
+	want := map[string]time.Duration{"aaa": 10 * time.Second, "bbb": 30 * time.Second, "eee": 30 * time.Second}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for id, iv := range want {
+		if got[id] != iv {
+			t.Fatalf("%s: %v, want %v (all: %v)", id, got[id], iv, got)
+		}
 	}
 }

@@ -91,7 +91,7 @@ func Goals(r *Result) []Goal {
 				return ""
 			}
 			return fmt.Sprintf("%.1f%% of one core over %.0f s", idle.Fleet*100, idle.Seconds)
-		}(), idle != nil && idle.Fleet < 0.10, topServices(idle, 3))
+		}(), idle != nil && idle.Fleet < 0.10, IdleBreakdown(idle))
 
 	get, ref := r.Fleet.CachedGet, r.Reference.Get
 	if get != nil && ref != nil && ref.PerSecond > 0 {
@@ -202,6 +202,29 @@ func Limit(p *Phase) string {
 
 // topServices lists the largest CPU users of w, the client and the
 // Docker proxy included.
+// IdleBreakdown says where an idle window's CPU went: how much of the
+// fleet's went to programs started during it (Docker's exec healthchecks
+// and their rate, backend forks), and the busiest services.
+func IdleBreakdown(w *CPUWindow) string {
+	if w == nil {
+		return ""
+	}
+	var parts []string
+	if w.StartedProcesses != nil {
+		var started float64
+		for _, v := range w.StartedProcesses {
+			started += v
+		}
+		part := fmt.Sprintf("programs started during the window %.3f of the fleet's %.3f cores", started, w.Fleet)
+		if h := w.Healthchecks; h != nil {
+			part += fmt.Sprintf(" (Docker runs %.2f exec healthchecks/s in %d containers)", h.PerSecond, h.Containers)
+		}
+		parts = append(parts, part)
+	}
+	parts = append(parts, "busiest: "+topServices(w, 3))
+	return strings.Join(parts, "; ")
+}
+
 func topServices(w *CPUWindow, n int) string {
 	if w == nil {
 		return ""

@@ -304,3 +304,43 @@ func (d *Docker) ImageExists(ctx context.Context, image string) bool {
 
 // ErrNoDocker is returned when the docker CLI is missing.
 var ErrNoDocker = errors.New("bench: the docker CLI is not on PATH")
+
+// HealthIntervals returns the healthcheck interval of each container that
+// has one, by id (Docker's default of 30 s when the check sets none).
+func (d *Docker) HealthIntervals(ctx context.Context, ids []string) (map[string]time.Duration, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	out, err := d.command(ctx, 30*time.Second, append([]string{"inspect", "--format",
+		`{{.Id}}|{{with .Config.Healthcheck}}{{if .Test}}{{index .Test 0}}|{{.Interval}}{{end}}{{end}}`}, ids...)...)
+	if err != nil {
+		return nil, err
+	}
+	return parseHealthIntervals(out), nil
+}
+
+// parseHealthIntervals reads "id|kind|interval" lines; a container with
+// no healthcheck, or one that disables it ("NONE"), is left out.
+func parseHealthIntervals(out string) map[string]time.Duration {
+	intervals := map[string]time.Duration{}
+	for line := range strings.SplitSeq(out, "\n") {
+		parts := strings.Split(strings.TrimSpace(line), "|")
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "NONE" {
+			continue
+		}
+		// Inspect prints the interval in nanoseconds; a duration ("10s")
+		// is read too.
+		interval, err := time.ParseDuration(parts[2])
+		if ns, nerr := strconv.ParseInt(parts[2], 10, 64); nerr == nil {
+			interval, err = time.Duration(ns), nil
+		}
+		if err != nil {
+			continue
+		}
+		if interval <= 0 {
+			interval = 30 * time.Second // Docker's default
+		}
+		intervals[parts[0]] = interval
+	}
+	return intervals
+}

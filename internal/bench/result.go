@@ -173,6 +173,22 @@ type CPUWindow struct {
 	// at least 0.02 cores, by command name (dockerd, containerd, other
 	// programs); their children count once reaped.
 	HostProcesses map[string]float64 `json:"host_processes,omitempty"`
+	// StartedProcesses is the part of ByService (the fleet's services
+	// only) used by processes that started during the window: Docker's
+	// exec healthchecks, a database's backend forks. Measured at idle.
+	StartedProcesses map[string]float64 `json:"started_processes,omitempty"`
+	// Healthchecks describes the exec healthchecks Docker ran in the
+	// fleet's containers, as configured. Measured at idle.
+	Healthchecks *Healthchecks `json:"healthchecks,omitempty"`
+}
+
+// Healthchecks are the fleet's Docker healthchecks as configured: every
+// one is a program that Docker starts in the container (runc exec) at
+// each interval.
+type Healthchecks struct {
+	Containers int `json:"containers"`
+	// PerSecond sums 1/interval over those containers.
+	PerSecond float64 `json:"per_second"`
 }
 
 // Memory is the largest resident memory of one service's containers.

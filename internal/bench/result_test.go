@@ -226,3 +226,38 @@ func TestSummaryTable(t *testing.T) {
 		t.Errorf("the unmet goal is not marked NO:\n%s", text)
 	}
 }
+
+// TestIdleBreakdown: an idle fleet over the goal is explained by what the
+// programs started during the window (healthchecks) cost, their rate, and
+// the busiest services, in the goal and in the table.
+func TestIdleBreakdown(t *testing.T) {
+	r := sample()
+	r.IdleCPU = &CPUWindow{Seconds: 60, Fleet: 0.215, Other: 0.17,
+		ByService:        map[string]float64{"rabbitmq-1": 0.035, "redis-master": 0.014, "api": 0.013},
+		StartedProcesses: map[string]float64{"rabbitmq-1": 0.02, "redis-master": 0.01},
+		Healthchecks:     &Healthchecks{Containers: 21, PerSecond: 1.15},
+		HostProcesses:    map[string]float64{"containerd-shim": 0.08}}
+	r.Goals = Goals(r)
+	want := "programs started during the window 0.030 of the fleet's 0.215 cores (Docker runs 1.15 exec healthchecks/s in 21 containers); busiest: other 0.17, rabbitmq-1 0.035, redis-master 0.014"
+	for _, g := range r.Goals {
+		if g.Name == "idle fleet CPU" {
+			if g.Met == nil || *g.Met || g.Limit != want {
+				t.Fatalf("idle goal: met %v, limit %q\nwant limit %q", g.Met, g.Limit, want)
+			}
+		}
+	}
+	var out strings.Builder
+	WriteSummary(&out, r)
+	for _, line := range []string{
+		"of which programs started during the window (healthchecks, forks): rabbitmq-1 0.020, redis-master 0.010",
+		"idle: " + want,
+		"idle host processes outside the containers (cores): containerd-shim 0.080",
+	} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("summary lacks %q:\n%s", line, out.String())
+		}
+	}
+	if got := IdleBreakdown(&CPUWindow{Fleet: 0.05, ByService: map[string]float64{"api": 0.05}}); got != "busiest: api 0.050" {
+		t.Errorf("without process figures: %q", got)
+	}
+}

@@ -280,13 +280,47 @@ func (b *runner) containers(ctx context.Context) []Container {
 	return append(append([]Container(nil), b.fleet...), own...)
 }
 
-// idle measures the fleet's CPU with no traffic.
+// idle measures the fleet's CPU with no traffic, and how much of it went
+// to programs started meanwhile (healthchecks) rather than to the
+// services themselves.
 func (b *runner) idle(ctx context.Context, d time.Duration) (*CPUWindow, error) {
+	before := b.processes()
 	s1 := b.acct.Snapshot(b.fleet)
 	if err := sleep(ctx, d); err != nil {
 		return nil, err
 	}
-	return Window(s1, b.acct.Snapshot(b.fleet), b.fleet, b.acct.cores), nil
+	s2 := b.acct.Snapshot(b.fleet)
+	w := Window(s1, s2, b.fleet, b.acct.cores)
+	if w == nil {
+		return nil, nil
+	}
+	w.StartedProcesses = StartedProcesses(b.fleet, s1, s2, before, b.processes())
+	ids := make([]string, 0, len(b.fleet))
+	for _, c := range b.fleet {
+		ids = append(ids, c.ID)
+	}
+	intervals, err := b.docker.HealthIntervals(ctx, ids)
+	if err != nil {
+		b.note("healthcheck intervals: %v", err)
+	} else if len(intervals) > 0 {
+		h := &Healthchecks{Containers: len(intervals)}
+		for _, iv := range intervals {
+			h.PerSecond += 1 / iv.Seconds()
+		}
+		h.PerSecond = round3(h.PerSecond)
+		w.Healthchecks = h
+	}
+	return w, nil
+}
+
+// processes reads the CPU of each process of the fleet's containers, by
+// container id.
+func (b *runner) processes() map[string]map[int]time.Duration {
+	out := map[string]map[int]time.Duration{}
+	for _, c := range b.fleet {
+		out[c.ID] = b.acct.Processes(c.ID)
+	}
+	return out
 }
 
 // loop is a closed- or open-loop phase.

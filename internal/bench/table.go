@@ -127,6 +127,14 @@ func WriteSummary(out io.Writer, r *Result) {
 	tw.Flush()
 	if r.IdleCPU != nil {
 		fmt.Fprintf(out, "  idle CPU by service (cores): %s\n", topServices(r.IdleCPU, 12))
+		if started := r.IdleCPU.StartedProcesses; len(started) > 0 {
+			fmt.Fprintf(out, "  of which programs started during the window (healthchecks, forks): %s\n",
+				topServices(&CPUWindow{ByService: started}, 12))
+			fmt.Fprintf(out, "  idle: %s\n", IdleBreakdown(r.IdleCPU))
+		}
+		if procs := r.IdleCPU.HostProcesses; len(procs) > 0 {
+			fmt.Fprintf(out, "  idle host processes outside the containers (cores): %s\n", topServices(&CPUWindow{ByService: procs}, 6))
+		}
 	}
 	if len(r.Memory) > 0 {
 		var parts []string
