@@ -283,7 +283,19 @@ type BacklogOptions struct {
 	Window     int
 	Poll       time.Duration // how often the depth is read
 	Timeout    time.Duration // for the consumers to empty the queue
+	// Held says the fleet's consumers are paused while the writes are
+	// published: once every write is confirmed, RunBacklog writes
+	// PublishedLine to Announce (the caller then lets the consumers go)
+	// and times the drain from the first fall of the depth, so that it
+	// measures the consumers catching up on the whole backlog rather than
+	// keeping pace with the publisher.
+	Held     bool
+	Announce io.Writer
 }
+
+// PublishedLine is what a held backlog test writes once the whole backlog
+// is in the queue.
+const PublishedLine = "backlog published"
 
 // RunBacklog publishes o.Messages writes straight into the fleet's write
 // queue, encoded as the API encodes them (each a put of its own key, at a
@@ -356,7 +368,40 @@ func RunBacklog(ctx context.Context, o BacklogOptions) (BacklogResult, error) {
 	res.PeakDepth = max(int(peak.Load()), atEnd)
 
 	deadline := time.Now().Add(o.Timeout)
-	for n := atEnd; n > 0; {
+	from, drainStart := atEnd, published
+	if o.Held {
+		if o.Announce != nil {
+			if _, err := fmt.Fprintln(o.Announce, PublishedLine); err != nil {
+				return res, err
+			}
+		}
+		// The consumers start once they are let go (and have reconnected,
+		// if the broker dropped them meanwhile). The drain is timed from
+		// the last read that still saw the whole backlog: at most one poll
+		// early, so the rate errs low.
+		lastFull := time.Now()
+		for from >= atEnd && from > 0 {
+			if time.Now().After(deadline) {
+				return res, fmt.Errorf("bench: the consumers did not start on the backlog of %d within %v", atEnd, o.Timeout)
+			}
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(o.Poll):
+			}
+			at := time.Now()
+			if from, err = depth.read(); err != nil {
+				return res, err
+			}
+			if from >= atEnd {
+				lastFull = at
+			}
+		}
+		drainStart = lastFull
+		res.Held, res.DrainFrom = true, atEnd
+		res.ResumeSeconds = round3(drainStart.Sub(published).Seconds())
+	}
+	for n := from; n > 0; {
 		if time.Now().After(deadline) {
 			res.DrainSeconds = round3(time.Since(published).Seconds())
 			return res, fmt.Errorf("bench: the consumers left %d of %d messages after %v", n, o.Messages, o.Timeout)
@@ -374,6 +419,12 @@ func RunBacklog(ctx context.Context, o BacklogOptions) (BacklogResult, error) {
 	res.Drained = true
 	res.DrainSeconds = round3(empty.Sub(published).Seconds())
 	res.AppliedPerSecond = round1(float64(o.Messages) / empty.Sub(start).Seconds())
+	if o.Held {
+		if atEnd > 0 {
+			res.DrainPerSecond = round1(float64(atEnd) / empty.Sub(drainStart).Seconds())
+		}
+		return res, nil
+	}
 	if atEnd*10 < o.Messages {
 		// Too little was left to time its drain: the consumers kept up
 		// with the publisher, and drain at least as fast as they applied.

@@ -110,6 +110,63 @@ func TestBrokerHelpers(t *testing.T) {
 		}
 	})
 
+	t.Run("a held backlog is announced whole and timed from the consumers' start", func(t *testing.T) {
+		const name = "t.held"
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+			t.Fatal(err)
+		}
+		// The consumer is "let go" by the announcement, a moment later, as
+		// the benchmark unpauses the fleet's consumers when it reads it.
+		consumerCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		var wg sync.WaitGroup
+		var depthAtAnnounce atomic.Int64
+		announce := lineWriter(func(line string) {
+			if line != PublishedLine {
+				return
+			}
+			if q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err == nil {
+				depthAtAnnounce.Store(int64(q.Messages))
+			}
+			wg.Go(func() {
+				_ = sleep(consumerCtx, 300*time.Millisecond)
+				deliveries, err := ch.ConsumeWithContext(consumerCtx, name, "", false, false, false, false, nil)
+				if err != nil {
+					return
+				}
+				for d := range deliveries {
+					_ = d.Ack(false)
+				}
+			})
+		})
+		res, err := RunBacklog(ctx, BacklogOptions{URLs: []string{rmq.URL}, Queue: name, Messages: 2000, ValueBytes: 64,
+			KeyPrefix: "bench/drain/", Channels: 2, Window: 64, Poll: 20 * time.Millisecond, Timeout: time.Minute,
+			Held: true, Announce: announce})
+		stop()
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if depthAtAnnounce.Load() != 2000 {
+			t.Fatalf("announced with %d of 2000 writes in the queue", depthAtAnnounce.Load())
+		}
+		if !res.Held || !res.Drained || res.DrainFrom != 2000 || res.ResumeSeconds < 0.25 || res.DrainPerSecond <= 0 || res.KeptPace {
+			t.Fatalf("result %+v", res)
+		}
+
+		// Consumers that never start: a clear error once the timeout ends.
+		_, err = RunBacklog(ctx, BacklogOptions{URLs: []string{rmq.URL}, Queue: name, Messages: 50, ValueBytes: 64,
+			KeyPrefix: "bench/drain/", Channels: 1, Window: 16, Poll: 20 * time.Millisecond, Timeout: 300 * time.Millisecond,
+			Held: true, Announce: &bytes.Buffer{}})
+		if err == nil || !strings.Contains(err.Error(), "did not start on the backlog of 50") {
+			t.Fatalf("consumers that never started: %v", err)
+		}
+	})
+
 	t.Run("the watcher prints the depth", func(t *testing.T) {
 		name := BenchQueuePrefix + "watch"
 		ch, err := conn.Channel()
@@ -138,4 +195,14 @@ func TestBrokerHelpers(t *testing.T) {
 			t.Fatalf("watch output %q", out.String())
 		}
 	})
+}
+
+// lineWriter calls its function with every line written to it.
+type lineWriter func(string)
+
+func (f lineWriter) Write(p []byte) (int, error) {
+	for line := range strings.Lines(string(p)) {
+		f(strings.TrimRight(line, "\n"))
+	}
+	return len(p), nil
 }

@@ -69,12 +69,14 @@ func Helper(ctx context.Context, name string, args []string, getenv func(string)
 		fs.IntVar(&o.Window, "window", 256, "unconfirmed messages per channel")
 		fs.DurationVar(&o.Poll, "poll", 100*time.Millisecond, "how often the depth is read")
 		fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long the consumers may take to empty the queue")
+		fs.BoolVar(&o.Held, "held", false, "the consumers are paused while publishing: announce the end of it on standard output (\""+PublishedLine+"\"), then time the drain from the first fall of the depth")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		if err := needBroker(); err != nil {
 			return err
 		}
+		o.Announce = out
 		res, err := RunBacklog(ctx, o)
 		if err != nil {
 			return err

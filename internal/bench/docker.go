@@ -344,3 +344,17 @@ func parseHealthIntervals(out string) map[string]time.Duration {
 	}
 	return intervals
 }
+
+// Pause freezes containers (their processes stop; their connections stay
+// open); Unpause lets them go on.
+func (d *Docker) Pause(ctx context.Context, ids []string) error {
+	_, err := d.command(ctx, time.Minute, append([]string{"pause"}, ids...)...)
+	return err
+}
+
+// Unpause lets paused containers go on. It runs even when ctx has ended,
+// so that an interrupted run never leaves the fleet's containers frozen.
+func (d *Docker) Unpause(ctx context.Context, ids []string) error {
+	_, err := d.command(context.WithoutCancel(ctx), time.Minute, append([]string{"unpause"}, ids...)...)
+	return err
+}

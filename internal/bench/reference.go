@@ -193,13 +193,74 @@ func (b *runner) envelopeBytes() int {
 	return b.o.ValueBytes + 130
 }
 
-// runBacklog runs the backlog test in a container.
+// runBacklog runs the backlog test in a container. The fleet's consumers
+// are paused while it publishes and let go once the whole backlog is in the
+// queue, so that the drain it times is the consumers catching up on all of
+// it; without consumers to pause (or when pausing fails) the test runs with
+// them working, and the drain is the rate at which they kept pace.
 func (b *runner) runBacklog(ctx context.Context) (*BacklogResult, error) {
-	out, err := b.docker.RunToEnd(ctx, "backlog", 20*time.Minute, b.helperArgs(nil, "backlog",
-		"-messages", strconv.Itoa(b.o.BacklogMessages), "-value-bytes", strconv.Itoa(b.o.ValueBytes), "-poll", "50ms")...)
+	args := []string{"backlog", "-messages", strconv.Itoa(b.o.BacklogMessages), "-value-bytes", strconv.Itoa(b.o.ValueBytes), "-poll", "50ms"}
+	var consumers []string
+	for _, c := range b.fleet {
+		if c.Service == "consumer" {
+			consumers = append(consumers, c.ID)
+		}
+	}
+	held := len(consumers) > 0
+	if held {
+		if err := b.docker.Pause(ctx, consumers); err != nil {
+			b.note("backlog: could not pause the consumers (%v); the drain is measured with them working", err)
+			held = false
+		}
+	} else {
+		b.note("backlog: no consumer container to pause; the drain is measured with the consumers working")
+	}
+	if !held {
+		out, err := b.docker.RunToEnd(ctx, "backlog", 20*time.Minute, b.helperArgs(nil, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		return parseBacklog(out)
+	}
+
+	released := false
+	release := func() {
+		if released {
+			return
+		}
+		released = true
+		if err := b.docker.Unpause(ctx, consumers); err != nil {
+			b.note("backlog: unpause the consumers: %v", err)
+		}
+	}
+	defer release()
+	id, err := b.docker.Run(ctx, "backlog", b.helperArgs(nil, append(args, "-held")...)...)
 	if err != nil {
 		return nil, err
 	}
+	if err := b.docker.Follow(ctx, id, func(line string) {
+		if strings.TrimSpace(line) == PublishedLine {
+			release()
+		}
+	}); err != nil {
+		b.note("backlog: follow the helper: %v", err)
+	}
+	release() // the helper ended (or its output was lost): never keep them paused
+	code, err := b.docker.Wait(ctx, id, 20*time.Minute)
+	stdout, stderr, lerr := b.docker.Logs(ctx, id)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("backlog: %w", err)
+	case lerr != nil:
+		return nil, fmt.Errorf("backlog: %w", lerr)
+	case code != 0:
+		return nil, fmt.Errorf("backlog exited with %d: %s", code, strings.TrimSpace(lastLine(stderr)))
+	}
+	return parseBacklog(stdout)
+}
+
+// parseBacklog reads the backlog helper's result, its last line.
+func parseBacklog(out string) (*BacklogResult, error) {
 	var res BacklogResult
 	if err := json.Unmarshal([]byte(lastLine(out)), &res); err != nil {
 		return nil, fmt.Errorf("backlog: unexpected output %q: %w", lastLine(out), err)

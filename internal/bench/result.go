@@ -311,10 +311,18 @@ type BacklogResult struct {
 	AppliedPerSecond float64 `json:"applied_per_second"`
 	// KeptPace: less than a tenth of the writes was left when publishing
 	// ended, so DrainPerSecond is AppliedPerSecond, a lower bound.
-	KeptPace bool       `json:"kept_pace"`
-	Drained  bool       `json:"drained"`
-	CPU      *CPUWindow `json:"cpu,omitempty"`
-	Limit    string     `json:"limit,omitempty"`
+	KeptPace bool `json:"kept_pace"`
+	// Held: the consumers were paused while the writes were published, so
+	// the whole backlog (DrainFrom messages) waited for them; the drain is
+	// then timed from the last moment the depth was still whole after they
+	// were let go (ResumeSeconds after the publish ended, their
+	// reconnection included when the broker had dropped them).
+	Held          bool       `json:"held,omitempty"`
+	ResumeSeconds float64    `json:"resume_seconds,omitempty"`
+	DrainFrom     int        `json:"drain_from,omitempty"`
+	Drained       bool       `json:"drained"`
+	CPU           *CPUWindow `json:"cpu,omitempty"`
+	Limit         string     `json:"limit,omitempty"`
 }
 
 // WriteJSON writes r to path, creating its directory.

@@ -77,10 +77,16 @@ func WriteSummary(out io.Writer, r *Result) {
 			host = fmt.Sprintf("%.2f", bl.CPU.HostBusy)
 		}
 		from := fmt.Sprintf("from %d", bl.DepthAtPublishEnd)
-		if bl.KeptPace {
+		switch {
+		case bl.Held:
+			from = fmt.Sprintf("held, then all %d", bl.DrainFrom)
+		case bl.KeptPace:
 			from = "kept pace: >="
 		}
 		fmt.Fprintf(tw, "  backlog: drain by the consumers\t%s\t%.0f\t\t\t\t\t%s\t\n", from, bl.DrainPerSecond, host)
+		if bl.Held {
+			fmt.Fprintf(tw, "  backlog: consumers started on it after\t%.1f s\t\t\t\t\t\t\t\n", bl.ResumeSeconds)
+		}
 		fmt.Fprintf(tw, "  backlog: applied, first publish to empty\t\t%.0f\t\t\t\t\t\t\n", bl.AppliedPerSecond)
 	}
 	tw.Flush()

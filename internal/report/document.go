@@ -233,8 +233,12 @@ func perf(in *Inputs, charts map[string]Chart) Perf {
 		p.Charts = append(p.Charts, ch)
 	}
 	if bl := f.Backlog; bl != nil {
-		p.Backlog = fmt.Sprintf("%s writes published straight into the write queue at %s/s; %s were waiting when publishing ended; the consumers drained them at **%s/s** (%s/s from the first publish to an empty queue). %s",
-			num(float64(bl.Messages)), num(bl.PublishPerSecond), num(float64(bl.DepthAtPublishEnd)), num(bl.DrainPerSecond), num(bl.AppliedPerSecond), bl.Limit)
+		held := ""
+		if bl.Held {
+			held = fmt.Sprintf(" (the consumers were paused meanwhile; let go, they started on the backlog %.1f s later)", bl.ResumeSeconds)
+		}
+		p.Backlog = fmt.Sprintf("%s writes published straight into the write queue at %s/s; %s were waiting when publishing ended%s; the consumers drained them at **%s/s** (%s/s from the first publish to an empty queue). %s",
+			num(float64(bl.Messages)), num(bl.PublishPerSecond), num(float64(bl.DepthAtPublishEnd)), held, num(bl.DrainPerSecond), num(bl.AppliedPerSecond), bl.Limit)
 	}
 	if br := b.Reference.Broker; br != nil {
 		p.Broker = fmt.Sprintf("RabbitMQ alone, in the fleet's cluster: %s confirmed publishes/s (%d channels × %d unconfirmed), drained at %s/s.",
