@@ -786,8 +786,9 @@ func method(o Options) []string {
 		"broker: a quorum queue of its own in the fleet's cluster, persistent messages the size of the API's, 4 confirm channels with 256 unconfirmed each, drained by 2 consumers with prefetch 256 acknowledging 128 at a time",
 		"cached GET: keys written and read back before the phase; uncached GET: a key never read before per request (a cache miss, a database read, a negative cache fill, the API's 404)",
 		"PUT sustained: the highest open-loop rate with < 0.1% errors, >= 97% of the rate answered, and the write queue not growing (ready messages read by passive declare every 200 ms); write -> visible lag: 1 PUT in " + strconv.Itoa(o.LagEvery) + " is read every 5 ms from its 202 until its version (or a newer) shows",
-		"backlog: writes encoded as the API encodes them, published straight into kvfleet.writes as fast as the broker confirms; drain rate = backlog left when publishing ended / time until no ready message remained",
+		"backlog: writes encoded as the API encodes them, published straight into kvfleet.writes as fast as the broker confirms, with the fleet's consumers paused (docker pause) until every write is confirmed; drain rate = the whole backlog / time from the last read that still saw all of it (after the unpause) until no ready message remained (depth read every 50 ms); if the consumers cannot be paused, they work meanwhile and the rate is the backlog left when publishing ended over its drain time",
 		"CPU: cgroup cpuacct of every container, /proc/stat for the host, /proc for docker-proxy, getrusage for this client; memory: cgroup memory.stat rss + mapped_file, largest replica, sampled every second",
+		"idle: the same counters over a window with no traffic; programs started during it (Docker's exec healthchecks, forked backends) = a container's cgroup CPU less the CPU of its processes present at both ends (/proc/<pid>/stat), and the healthchecks' rate = the sum of 1/interval of the fleet's containers",
 	}
 	if o.Search {
 		m = append(m, "rate searches: open-loop steps of 1.25x (GET) and 1.2x (PUT) until a step fails its bound")
