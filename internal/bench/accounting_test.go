@@ -44,15 +44,7 @@ func TestProxyAndProcParsing(t *testing.T) {
 func TestAccountingReadsCgroupV1(t *testing.T) {
 	root, proc := t.TempDir(), t.TempDir()
 	id := "abc123"
-	write := func(path, content string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(path, content string) { writeFile(t, path, content) }
 	write(filepath.Join(root, "cpuacct/docker", id, "cpuacct.usage"), "2500000000\n")
 	write(filepath.Join(root, "memory/docker", id, "memory.stat"), "cache 100\nrss 30000000\nmapped_file 2000000\n")
 	write(filepath.Join(root, "memory/docker", id, "memory.usage_in_bytes"), "40000000\n")
@@ -121,15 +113,7 @@ func TestHostProcesses(t *testing.T) {
 // started, and the benchmark's own containers are left out.
 func TestStartedProcesses(t *testing.T) {
 	root, proc := t.TempDir(), t.TempDir()
-	write := func(path, content string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(path, content string) { writeFile(t, path, content) }
 	stat := func(pid string, ticks int) {
 		write(filepath.Join(proc, pid, "stat"), pid+" (redis server) S 1 1 1 0 -1 0 0 0 0 0 "+
 			strconv.Itoa(ticks)+" 0 7 9 20 0 1 0 1 1 1")
@@ -180,5 +164,16 @@ func TestParseHealthIntervals(t *testing.T) {
 		if got[id] != iv {
 			t.Fatalf("%s: %v, want %v (all: %v)", id, got[id], iv, got)
 		}
+	}
+}
+
+// writeFile writes a fixture file, making its directory.
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -57,13 +57,7 @@ func TestBrokerHelpers(t *testing.T) {
 
 	t.Run("backlog writes are the API's and are counted until drained", func(t *testing.T) {
 		const name = "t.writes"
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
-			t.Fatal(err)
-		}
+		ch := quorumQueue(t, conn, name)
 		// A consumer that starts late, so a backlog builds up, and
 		// decodes every message as the fleet's consumers do.
 		var decoded, bad atomic.Int64
@@ -112,13 +106,7 @@ func TestBrokerHelpers(t *testing.T) {
 
 	t.Run("a held backlog is announced whole and timed from the consumers' start", func(t *testing.T) {
 		const name = "t.held"
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
-			t.Fatal(err)
-		}
+		ch := quorumQueue(t, conn, name)
 		// The consumer is "let go" by the announcement, a moment later, as
 		// the benchmark unpauses the fleet's consumers when it reads it.
 		consumerCtx, stop := context.WithCancel(ctx)
@@ -205,4 +193,18 @@ func (f lineWriter) Write(p []byte) (int, error) {
 		f(strings.TrimRight(line, "\n"))
 	}
 	return len(p), nil
+}
+
+// quorumQueue declares a durable quorum queue, as the fleet's write queue
+// is, and returns the channel it was declared on.
+func quorumQueue(t *testing.T, conn *amqp.Connection, name string) *amqp.Channel {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
