@@ -286,7 +286,7 @@ type BacklogOptions struct {
 	// Held says the fleet's consumers are paused while the writes are
 	// published: once every write is confirmed, RunBacklog writes
 	// PublishedLine to Announce (the caller then lets the consumers go)
-	// and times the drain from the first fall of the depth, so that it
+	// and times the drain from when the depth starts to fall, so that it
 	// measures the consumers catching up on the whole backlog rather than
 	// keeping pace with the publisher.
 	Held     bool

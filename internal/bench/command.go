@@ -69,7 +69,7 @@ func Helper(ctx context.Context, name string, args []string, getenv func(string)
 		fs.IntVar(&o.Window, "window", 256, "unconfirmed messages per channel")
 		fs.DurationVar(&o.Poll, "poll", 100*time.Millisecond, "how often the depth is read")
 		fs.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long the consumers may take to empty the queue")
-		fs.BoolVar(&o.Held, "held", false, "the consumers are paused while publishing: announce the end of it on standard output (\""+PublishedLine+"\"), then time the drain from the first fall of the depth")
+		fs.BoolVar(&o.Held, "held", false, "the consumers are paused while publishing: announce the end of it on standard output (\""+PublishedLine+"\"), then time the drain from when the depth starts to fall")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
