@@ -200,8 +200,6 @@ func Limit(p *Phase) string {
 	return ""
 }
 
-// topServices lists the largest CPU users of w, the client and the
-// Docker proxy included.
 // IdleBreakdown says where an idle window's CPU went: how much of the
 // fleet's went to programs started during it (Docker's exec healthchecks
 // and their rate, backend forks), and the busiest services.
@@ -225,6 +223,8 @@ func IdleBreakdown(w *CPUWindow) string {
 	return strings.Join(parts, "; ")
 }
 
+// topServices lists the largest CPU users of w, the client and the
+// Docker proxy included.
 func topServices(w *CPUWindow, n int) string {
 	if w == nil {
 		return ""

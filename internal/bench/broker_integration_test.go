@@ -67,12 +67,7 @@ func TestBrokerHelpers(t *testing.T) {
 		defer stop()
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			_ = sleep(consumerCtx, 300*time.Millisecond)
-			deliveries, err := ch.ConsumeWithContext(consumerCtx, name, "", false, false, false, false, nil)
-			if err != nil {
-				return
-			}
-			for d := range deliveries {
+			consumeLate(consumerCtx, ch, name, func(d amqp.Delivery) {
 				w, err := queue.Decode(d.Body, kv.DefaultLimits)
 				if err != nil || w.Op != kv.OpPut || d.MessageId != w.Version.String() {
 					bad.Add(1)
@@ -82,8 +77,7 @@ func TestBrokerHelpers(t *testing.T) {
 				if !strings.HasPrefix(w.Key, "bench/drain/") {
 					keysOK.Store(false)
 				}
-				_ = d.Ack(false)
-			}
+			})
 		})
 		res, err := RunBacklog(ctx, BacklogOptions{URLs: []string{rmq.URL}, Queue: name, Messages: 2000, ValueBytes: 64,
 			KeyPrefix: "bench/drain/", Channels: 2, Window: 64, Poll: 20 * time.Millisecond, Timeout: time.Minute})
@@ -120,16 +114,7 @@ func TestBrokerHelpers(t *testing.T) {
 			if q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil); err == nil {
 				depthAtAnnounce.Store(int64(q.Messages))
 			}
-			wg.Go(func() {
-				_ = sleep(consumerCtx, 300*time.Millisecond)
-				deliveries, err := ch.ConsumeWithContext(consumerCtx, name, "", false, false, false, false, nil)
-				if err != nil {
-					return
-				}
-				for d := range deliveries {
-					_ = d.Ack(false)
-				}
-			})
+			wg.Go(func() { consumeLate(consumerCtx, ch, name, func(amqp.Delivery) {}) })
 		})
 		res, err := RunBacklog(ctx, BacklogOptions{URLs: []string{rmq.URL}, Queue: name, Messages: 2000, ValueBytes: 64,
 			KeyPrefix: "bench/drain/", Channels: 2, Window: 64, Poll: 20 * time.Millisecond, Timeout: time.Minute,
@@ -207,4 +192,19 @@ func quorumQueue(t *testing.T, conn *amqp.Connection, name string) *amqp.Channel
 		t.Fatal(err)
 	}
 	return ch
+}
+
+// consumeLate starts consuming name 300 ms from now, so that a backlog
+// builds up first, and hands every delivery to each before acknowledging
+// it, until ctx ends.
+func consumeLate(ctx context.Context, ch *amqp.Channel, name string, each func(amqp.Delivery)) {
+	_ = sleep(ctx, 300*time.Millisecond)
+	deliveries, err := ch.ConsumeWithContext(ctx, name, "", false, false, false, false, nil)
+	if err != nil {
+		return
+	}
+	for d := range deliveries {
+		each(d)
+		_ = d.Ack(false)
+	}
 }

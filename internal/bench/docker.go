@@ -155,6 +155,13 @@ func (d *Docker) RunToEnd(ctx context.Context, role string, timeout time.Duratio
 	if err != nil {
 		return "", err
 	}
+	return d.Finish(ctx, role, id, timeout)
+}
+
+// Finish waits for a container started by Run to exit, at most timeout,
+// and returns its standard output; a non-zero exit is an error carrying
+// its standard error.
+func (d *Docker) Finish(ctx context.Context, role, id string, timeout time.Duration) (string, error) {
 	code, err := d.Wait(ctx, id, timeout)
 	stdout, stderr, lerr := d.Logs(ctx, id)
 	switch {

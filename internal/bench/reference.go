@@ -246,17 +246,11 @@ func (b *runner) runBacklog(ctx context.Context) (*BacklogResult, error) {
 		b.note("backlog: follow the helper: %v", err)
 	}
 	release() // the helper ended (or its output was lost): never keep them paused
-	code, err := b.docker.Wait(ctx, id, 20*time.Minute)
-	stdout, stderr, lerr := b.docker.Logs(ctx, id)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("backlog: %w", err)
-	case lerr != nil:
-		return nil, fmt.Errorf("backlog: %w", lerr)
-	case code != 0:
-		return nil, fmt.Errorf("backlog exited with %d: %s", code, strings.TrimSpace(lastLine(stderr)))
+	out, err := b.docker.Finish(ctx, "backlog", id, 20*time.Minute)
+	if err != nil {
+		return nil, err
 	}
-	return parseBacklog(stdout)
+	return parseBacklog(out)
 }
 
 // parseBacklog reads the backlog helper's result, its last line.
