@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string) error {
 	readiness := &httpapi.Readiness{}
 	hostname, _ := os.Hostname() // X-Served-By; empty if unknown
 	api := &http.Server{Addr: cfg.HTTPAddr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		Handler: httpapi.New(httpapi.Config{KV: service, MaxBodyBytes: cfg.MaxBodyBytes, MaxInFlight: cfg.MaxInFlight, Cache: deps.Cache, Store: deps.Store,
+		Handler: httpapi.New(httpapi.Config{KV: service, MaxBodyBytes: cfg.MaxBodyBytes, MaxInFlight: cfg.MaxInFlight, MaxInFlightBytes: cfg.MaxInFlightBytes, Cache: deps.Cache, Store: deps.Store,
 			Broker: publisher, Readiness: readiness, HealthTimeout: cfg.HealthTimeout, ServedBy: hostname,
 			Now: time.Now, Logger: log, Registerer: reg})}
 	ops := telemetry.NewOpsServer(cfg.OpsAddr, reg, readiness.Ready)

@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string) error {
 		DrainTimeout: cfg.DrainTimeout, RetryMin: 50 * time.Millisecond, RetryMax: cfg.RetryMax, RowError: store.RowError,
 		TombstoneRetention: cfg.TombstoneRetention, MaxClockSkew: cfg.MaxClockSkew, Now: time.Now, Logger: log}, deps.Store, deps.Cache, reg)
 	subscriber := queue.NewSubscriber(queue.SubscriberConfig{Connection: deps.Broker, Topology: deps.Topology,
-		Prefetch: cfg.Prefetch, Limits: cfg.Limits, Logger: log})
+		Prefetch: cfg.Prefetch, PrefetchBytes: cfg.PrefetchBytes, Limits: cfg.Limits, Logger: log})
 	purger := consumer.NewPurger(consumer.Purger{Store: deps.Store, Retention: cfg.TombstoneRetention,
 		Interval: cfg.PurgeInterval, BatchLimit: 1000, Now: time.Now, Logger: log}, reg)
 	repairer := consumer.NewRepairer(consumer.Repairer{Log: deps.Store, Cache: deps.Cache,

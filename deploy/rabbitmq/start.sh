@@ -14,15 +14,36 @@
 #   RABBITMQ_ADMIN_USER (admin)   the management UI, administrator
 # Passwords are stored as salted SHA-256 hashes, never in a command line.
 #
-# Memory: the alarm that blocks publishers is set to 60 % of the
-# container's memory limit (the rest is headroom for the Erlang VM's
-# garbage collection above the alarm) (read from the cgroup; RabbitMQ does not always
-# see it by itself), and the quorum queues' write-ahead log is kept small
-# so that it fits under it (its default, 512 MiB, is larger than the
-# container).
+# Memory, bounded whatever clients send (docs/security.md has the figures):
+# - Policies keep the bodies of queued messages on disk only
+#   (max-in-memory-length 0: RabbitMQ 3.10's quorum queues otherwise hold
+#   every body in memory, and a few hundred large writes behind busy
+#   consumers ran all three nodes out of memory, again at every restart
+#   as each replayed its log). From 3.12 on bodies are always on disk and
+#   the key is ignored.
+# - The write queue is bounded in bytes and in messages, with overflow
+#   reject-publish: beyond the bound the broker refuses a publish (a nack,
+#   which the API answers 503 queue_full) instead of growing until an alarm.
+#   The message bound caps the per-message bookkeeping that stays in memory.
+# - The alarm that blocks publishers is at 60 % of the container's memory
+#   limit (read from the cgroup; RabbitMQ does not always see it by itself),
+#   the rest being headroom for the Erlang VM's garbage collection above it,
+#   and the quorum queues' write-ahead log is kept small (64 MiB) so that
+#   it fits under it (its default, 512 MiB, is larger than the container).
+#
+# The bounds are policies rather than queue arguments so that they apply to
+# a queue that already exists (arguments are fixed when a queue is
+# declared) and can be changed without touching the applications.
 set -euo pipefail
 : "${RABBITMQ_USER:?}" "${RABBITMQ_PASSWORD:?}" "${RABBITMQ_ADMIN_PASSWORD:?}" "${RABBITMQ_COOKIE:?}"
 admin=${RABBITMQ_ADMIN_USER:-admin}
+queue=${RABBITMQ_WRITE_QUEUE:-kvfleet.writes}
+max_queue_bytes=${RABBITMQ_WRITE_QUEUE_MAX_BYTES:-268435456}
+max_queue_messages=${RABBITMQ_WRITE_QUEUE_MAX_MESSAGES:-500000}
+[[ $max_queue_bytes =~ ^[0-9]+$ && $max_queue_messages =~ ^[0-9]+$ ]] || {
+	echo "start.sh: RABBITMQ_WRITE_QUEUE_MAX_BYTES and RABBITMQ_WRITE_QUEUE_MAX_MESSAGES must be whole numbers" >&2
+	exit 1
+}
 home=/var/lib/rabbitmq
 
 # memory_limit prints the container's memory limit in bytes, or nothing
@@ -88,6 +109,13 @@ cat >"$home/definitions.json" <<JSON
     {"user": $(json_string "$RABBITMQ_USER"), "vhost": "/",
      "configure": "^kvfleet\\\\.", "write": "^(kvfleet\\\\.|amq\\\\.default$)", "read": "^kvfleet\\\\."},
     {"user": $(json_string "$admin"), "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}
+  ],
+  "policies": [
+    {"vhost": "/", "name": "kvfleet-writes", "pattern": $(json_string "^${queue//./\\.}\$"), "apply-to": "queues", "priority": 1,
+     "definition": {"max-length-bytes": $max_queue_bytes, "max-length": $max_queue_messages,
+                    "overflow": "reject-publish", "max-in-memory-length": 0}},
+    {"vhost": "/", "name": "kvfleet-queues", "pattern": "^kvfleet\\\\.", "apply-to": "queues", "priority": 0,
+     "definition": {"max-in-memory-length": 0}}
   ]
 }
 JSON

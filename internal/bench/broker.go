@@ -328,7 +328,7 @@ func RunBacklog(ctx context.Context, o BacklogOptions) (BacklogResult, error) {
 			return amqp.Publishing{}, err
 		}
 		// The properties the API's publisher sets.
-		return amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent,
+		return amqp.Publishing{ContentType: queue.ContentType, DeliveryMode: amqp.Persistent,
 			MessageId: w.Version.String(), Timestamp: w.AcceptedAt, Type: w.Op.String(), Body: body}, nil
 	}
 

@@ -69,10 +69,13 @@ type Cache struct {
 // API is the API binary's configuration.
 type API struct {
 	Common
-	HTTPAddr          string
-	NodeID            uint64
-	MaxBodyBytes      int64
-	MaxInFlight       int
+	HTTPAddr     string
+	NodeID       uint64
+	MaxBodyBytes int64
+	MaxInFlight  int
+	// MaxInFlightBytes bounds the request bodies one replica holds at once
+	// (httpapi.Config).
+	MaxInFlightBytes  int64
 	PublishTimeout    time.Duration
 	PublisherChannels int
 	// PublishPipeline, PublishMaxBatch and PublishMaxBatchBytes tune the
@@ -90,8 +93,12 @@ type API struct {
 // Consumer is the consumer binary's configuration.
 type Consumer struct {
 	Common
-	Prefetch  int
-	BatchSize int
+	Prefetch int
+	// PrefetchBytes bounds the memory of the messages the broker may have
+	// delivered and not yet had acknowledged: the prefetch is lowered so
+	// that that many messages of the largest size fit in it.
+	PrefetchBytes int
+	BatchSize     int
 	// BatchBytes bounds the message bodies in one batch, so that a batch of
 	// large values still fits in one statement's timeout.
 	BatchBytes   int
@@ -188,6 +195,7 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	c.HTTPAddr = e.address("HTTP_ADDR", ":8000")
 	c.MaxBodyBytes = e.bytes("MAX_BODY_BYTES", 8<<20, 1<<10, 256<<20)
 	c.MaxInFlight = e.integer("MAX_IN_FLIGHT", 512, 0, 1<<20)
+	c.MaxInFlightBytes = e.bytes("MAX_IN_FLIGHT_BYTES", 32<<20, 0, 16<<30)
 	c.PublishTimeout = e.duration("PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, time.Minute)
 	c.PublisherChannels = e.integer("PUBLISHER_CHANNELS", 4, 1, 64)
 	c.PublishPipeline = e.integer("PUBLISH_PIPELINE", 8, 1, 1024)
@@ -216,6 +224,10 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		e.fail("MAX_BODY_BYTES", "%d is below MAX_VALUE_BYTES + MAX_KEY_BYTES (%d)",
 			c.MaxBodyBytes, c.Limits.MaxValueBytes+c.Limits.MaxKeyBytes)
 	}
+	if c.MaxInFlightBytes != 0 && c.MaxInFlightBytes < c.MaxBodyBytes {
+		e.fail("MAX_IN_FLIGHT_BYTES", "%d is below KVFLEET_MAX_BODY_BYTES (%d): a body at the limit would never be admitted",
+			c.MaxInFlightBytes, c.MaxBodyBytes)
+	}
 	c.printed = e.printed
 	return c, e.err()
 }
@@ -225,6 +237,11 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	e := &env{getenv: getenv}
 	c := Consumer{Common: loadCommon(e)}
 	c.Prefetch = e.integer("PREFETCH", 256, 1, 65535)
+	c.PrefetchBytes = e.integer("PREFETCH_BYTES", 128<<20, 1<<20, 16<<30)
+	if c.PrefetchBytes < c.Limits.MaxKeyBytes+c.Limits.MaxValueBytes {
+		e.fail("PREFETCH_BYTES", "%d is below MAX_KEY_BYTES + MAX_VALUE_BYTES (%d): a message at the limit would not fit",
+			c.PrefetchBytes, c.Limits.MaxKeyBytes+c.Limits.MaxValueBytes)
+	}
 	c.BatchSize = e.integer("BATCH_SIZE", 128, 1, 10000)
 	c.BatchBytes = e.integer("BATCH_BYTES", 4<<20, 1<<10, 1<<30)
 	c.BatchWait = e.duration("BATCH_WAIT", 10*time.Millisecond, 0, 10*time.Second)

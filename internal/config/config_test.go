@@ -264,6 +264,8 @@ func TestBadValues(t *testing.T) {
 		{name: "HTTP_ADDR", value: "8000"},
 		{name: "MAX_BODY_BYTES", value: "8MiB"},
 		{name: "MAX_BODY_BYTES", value: "2048"}, // below MAX_VALUE_BYTES + MAX_KEY_BYTES
+		{name: "MAX_IN_FLIGHT_BYTES", value: "-1"},
+		{name: "MAX_IN_FLIGHT_BYTES", value: "4194304"}, // below the 8 MiB body limit
 		{name: "PUBLISH_TIMEOUT", value: "5"},
 		{name: "PUBLISHER_CHANNELS", value: "0"},
 		{name: "PUBLISH_PIPELINE", value: "0"},
@@ -282,6 +284,8 @@ func TestBadValues(t *testing.T) {
 		{name: "BATCH_SIZE", value: "lots", consumer: true},
 		{name: "BATCH_SIZE", value: "257", consumer: true}, // over the default prefetch
 		{name: "BATCH_SIZE", value: "10", consumer: true, alsoSet: []string{"KVFLEET_PREFETCH", "5"}},
+		{name: "PREFETCH_BYTES", value: "1048576", consumer: true}, // below a 1 MiB value and its key
+		{name: "PREFETCH_BYTES", value: "lots", consumer: true},
 		{name: "BATCH_WAIT", value: "-1ms", consumer: true},
 		{name: "DRAIN_TIMEOUT", value: "forever", consumer: true},
 		{name: "RETRY_MAX", value: "1ms", consumer: true},
@@ -290,7 +294,7 @@ func TestBadValues(t *testing.T) {
 		{name: "TOMBSTONE_RETENTION", value: "1s", consumer: true},
 		{name: "PURGE_INTERVAL", value: "1", consumer: true},
 	}
-	apiOnly := map[string]bool{"HTTP_ADDR": true, "MAX_BODY_BYTES": true, "PUBLISH_TIMEOUT": true, "PUBLISHER_CHANNELS": true,
+	apiOnly := map[string]bool{"HTTP_ADDR": true, "MAX_BODY_BYTES": true, "MAX_IN_FLIGHT_BYTES": true, "PUBLISH_TIMEOUT": true, "PUBLISHER_CHANNELS": true,
 		"PUBLISH_PIPELINE": true, "PUBLISH_MAX_BATCH": true, "PUBLISH_MAX_BATCH_BYTES": true,
 		"READ_TIMEOUT": true, "HEALTH_TIMEOUT": true, "DRAIN_DELAY": true, "NODE_ID": true}
 	for _, tt := range tests {

@@ -29,38 +29,53 @@ var errNotString = errors.New("not a JSON string")
 var errLoneSurrogate = errors.New("unpaired UTF-16 surrogate escape")
 
 // decodePut parses a PUT body. The body must be one JSON object; key_name
-// and key_value must be strings; other members are ignored. Strings are
-// kept exactly as sent: invalid UTF-8, raw or escaped, is refused rather
-// than replaced.
+// and key_value must be strings, each given once; other members are
+// ignored. Strings are kept exactly as sent: invalid UTF-8, raw or escaped,
+// is refused rather than replaced.
+//
+// The body is checked and then walked in place: only key_name and
+// key_value are copied out, so an unknown member of megabytes costs nothing
+// beyond the body already read (a map of raw members, or a struct, would
+// copy it).
 func decodePut(body []byte) (putRequest, error) {
 	if !utf8.Valid(body) {
 		return putRequest{}, kv.Invalid("invalid_utf8", "request body is not valid UTF-8")
 	}
-	// A map of raw members matches names exactly (a struct would also take
-	// "KEY_NAME") and ignores unknown members. Unmarshal rejects trailing
-	// data after the object.
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return putRequest{}, kv.Invalid("invalid_json", "request body must be a JSON object")
-		}
+	if !json.Valid(body) {
+		// Unmarshalling into an empty struct only describes the syntax error.
+		err := json.Unmarshal(body, &struct{}{})
 		return putRequest{}, kv.Invalid("invalid_json", "request body is not valid JSON: %s", jsonErrorText(err))
 	}
-	if members == nil {
+	members, ok := objectMembers(body)
+	if !ok {
 		return putRequest{}, kv.Invalid("invalid_json", "request body must be a JSON object")
 	}
-
-	rawKey, ok := members["key_name"]
-	if !ok {
+	var rawKey, rawValue []byte
+	for _, m := range members {
+		var dst *[]byte
+		switch {
+		case memberNamed(m.name, "key_name"):
+			dst = &rawKey
+		case memberNamed(m.name, "key_value"):
+			dst = &rawValue
+		default:
+			continue
+		}
+		if *dst != nil {
+			// A proxy or a logger that reads the first and the API that
+			// reads the last would disagree on what was written.
+			return putRequest{}, kv.Invalid("duplicate_member", "%s is given more than once", nameOf(m.name))
+		}
+		*dst = m.value
+	}
+	if rawKey == nil {
 		return putRequest{}, kv.Invalid("missing_key", "key_name is required and must not be empty")
 	}
 	key, err := unquote(rawKey)
 	if err != nil {
 		return putRequest{}, fieldError("key_name", err)
 	}
-	rawValue, ok := members["key_value"]
-	if !ok {
+	if rawValue == nil {
 		return putRequest{}, kv.Invalid("missing_value", "key_value is required (it may be the empty string)")
 	}
 	value, err := unquote(rawValue)
@@ -68,6 +83,99 @@ func decodePut(body []byte) (putRequest, error) {
 		return putRequest{}, fieldError("key_value", err)
 	}
 	return putRequest{Key: key, Value: value}, nil
+}
+
+// member is one member of a JSON object, as spans of the body: its name
+// with the quotes and its value as written.
+type member struct{ name, value []byte }
+
+// objectMembers lists the members of the top-level object of body, which
+// must be valid JSON (json.Valid); ok is false when it is not an object.
+// The spans share body's memory.
+func objectMembers(body []byte) (members []member, ok bool) {
+	i := skipSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(body, i+1)
+	for i < len(body) && body[i] != '}' {
+		end := stringEnd(body, i)
+		name := body[i:end]
+		i = skipSpace(body, skipSpace(body, end)+1) // past the ':'
+		end = valueEnd(body, i)
+		members = append(members, member{name: name, value: body[i:end]})
+		i = skipSpace(body, end)
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	return members, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string literal that starts at
+// b[i] (a '"').
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// valueEnd returns the index just past the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[i])) {
+		i++
+	}
+	return i
+}
+
+// memberNamed reports whether the quoted member name raw spells name,
+// escapes decoded ("key\u005fname" is key_name); names match exactly, case
+// included.
+func memberNamed(raw []byte, name string) bool {
+	if !containsByte(raw, '\\') {
+		return len(raw) == len(name)+2 && string(raw[1:len(raw)-1]) == name
+	}
+	decoded, err := unquote(raw)
+	return err == nil && decoded == name
+}
+
+func nameOf(raw []byte) string {
+	if memberNamed(raw, "key_name") {
+		return "key_name"
+	}
+	return "key_value"
 }
 
 func fieldError(field string, err error) error {

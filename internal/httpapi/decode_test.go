@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -47,6 +48,7 @@ func TestDecodePut(t *testing.T) {
 		{name: "unicode escapes", body: `{"key_name":"\u0041\u00e9\u4e2d","key_value":"\u0000\u001f\uFFFF"}`, wantKey: "Aé中", wantValue: "\x00\x1f\uffff"},
 		{name: "surrogate pair", body: `{"key_name":"\ud83d\ude00","key_value":"x\uD83D\uDE00y"}`, wantKey: "😀", wantValue: "x😀y"},
 		{name: "highest code point", body: `{"key_name":"\udbff\udfff","key_value":"v"}`, wantKey: "\U0010FFFF", wantValue: "v"},
+		{name: "unknown member of every kind", body: `{"x":"\\\"}{","key_name":"k","y":[{"z":"]"},1e5,-0.5,false],"key_value":"v","n":null}`, wantKey: "k", wantValue: "v"},
 		{name: "escaped member name", body: `{"key\u005fname":"k","key_value":"v"}`, wantKey: "k", wantValue: "v"},
 		{name: "raw UTF-8", body: `{"key_name":"ключ","key_value":"😀"}`, wantKey: "ключ", wantValue: "😀"},
 		{name: "raw U+FFFD kept", body: `{"key_name":"k","key_value":"` + "\uFFFD" + `"}`, wantKey: "k", wantValue: "\uFFFD"},
@@ -63,6 +65,10 @@ func TestDecodePut(t *testing.T) {
 		{name: "number", body: `1`, wantCode: "invalid_json"},
 		{name: "bad escape", body: `{"key_name":"\q","key_value":"v"}`, wantCode: "invalid_json"},
 		{name: "short unicode escape", body: `{"key_name":"\u12","key_value":"v"}`, wantCode: "invalid_json"},
+		{name: "duplicate key_name", body: `{"key_name":"a","key_name":"b","key_value":"v"}`, wantCode: "duplicate_member"},
+		{name: "duplicate key_value", body: `{"key_name":"k","key_value":"v","key_value":"w"}`, wantCode: "duplicate_member"},
+		{name: "duplicate by escape", body: `{"key_name":"a","key\u005fname":"b","key_value":"v"}`, wantCode: "duplicate_member"},
+		{name: "duplicate unknown members allowed", body: `{"x":1,"x":2,"key_name":"k","key_value":"v"}`, wantKey: "k", wantValue: "v"},
 		{name: "missing key_name", body: `{"key_value":"v"}`, wantCode: "missing_key"},
 		{name: "wrong case key_name", body: `{"Key_Name":"k","key_value":"v"}`, wantCode: "missing_key"},
 		{name: "missing key_value", body: `{"key_name":"k"}`, wantCode: "missing_value"},
@@ -305,7 +311,13 @@ func FuzzDecodePut(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := decodePut(body)
-		invalidCode(t, err) // only client errors, never anything that maps to a 500
+		code := invalidCode(t, err) // only client errors, never anything that maps to a 500
+		if code == "duplicate_member" {
+			if memberCount(body, "key_name") < 2 && memberCount(body, "key_value") < 2 {
+				t.Fatalf("decodePut(%q) refused a duplicate member, but encoding/json sees none", body)
+			}
+			return
+		}
 
 		var std map[string]any
 		stdErr := json.Unmarshal(body, &std)
@@ -335,6 +347,30 @@ func FuzzDecodePut(f *testing.F) {
 			t.Fatalf("decodePut(%q) value %+q, encoding/json %+q", body, got.Value, stdValue)
 		}
 	})
+}
+
+// memberCount counts the members of the top-level object of body named
+// name, as encoding/json reads them.
+func memberCount(body []byte, name string) int {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return n
+		}
+		if tok == name {
+			n++
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return n
+		}
+	}
+	return n
 }
 
 func FuzzQueryKey(f *testing.F) {
@@ -381,5 +417,24 @@ func BenchmarkDecodePut(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// An unknown member costs nothing beyond the body already read: decoding
+// copies out only the key and the value. (A map of raw members copied
+// every member, so megabytes of an ignored member were held twice.)
+func TestDecodePutDoesNotCopyUnknownMembers(t *testing.T) {
+	big := strings.Repeat("x", 8<<20)
+	body := []byte(`{"ignored":"` + big + `","also":["` + big + `"],"key_name":"k","key_value":"v"}`)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, err := decodePut(body)
+	runtime.ReadMemStats(&after)
+	if err != nil || got.Key != "k" || got.Value != "v" {
+		t.Fatalf("decodePut = %+v, %v", got, err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 1<<20 {
+		t.Errorf("decoding a %d-byte body with 16 MiB of unknown members allocated %d bytes; want under 1 MiB", len(body), allocated)
 	}
 }

@@ -35,14 +35,20 @@ var (
 	errNoRoute          = &httpError{status: http.StatusNotFound, code: "no_route", msg: "no such endpoint"}
 )
 
+const codeQueueFull = "queue_full"
+
 // errorBody is the one shape of every error response.
 type errorBody struct {
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
 }
 
-// retryAfterSeconds is what a client is told to wait after a 503.
-const retryAfterSeconds = "1"
+// retryAfterSeconds is what a client is told to wait after a 503; a full
+// queue takes longer to drain than a replica takes to free a slot.
+const (
+	retryAfterSeconds          = "1"
+	retryAfterQueueFullSeconds = "5"
+)
 
 // handleErrors is the one place that turns an error into a response and
 // logs it. Handlers return their errors (see handle). Messages of unknown errors never
@@ -55,7 +61,10 @@ func handleErrors(log *slog.Logger) gin.HandlerFunc {
 		}
 		err := c.Errors.Last().Err
 		status, body := classify(err)
-		if status == http.StatusServiceUnavailable {
+		switch {
+		case body.Code == codeQueueFull:
+			c.Header("Retry-After", retryAfterQueueFullSeconds)
+		case status == http.StatusServiceUnavailable:
 			c.Header("Retry-After", retryAfterSeconds)
 		}
 		level := slog.LevelDebug
@@ -89,6 +98,10 @@ func classify(err error) (int, errorBody) {
 		return http.StatusBadRequest, errorBody{Detail: invalid.Message, Code: invalid.Code}
 	case errors.Is(err, kv.ErrNotFound):
 		return http.StatusNotFound, errorBody{Detail: "Key not found", Code: "not_found"}
+	case errors.Is(err, kv.ErrQueueFull):
+		return http.StatusServiceUnavailable, errorBody{
+			Detail: "the write was not accepted because the write queue is full (its consumers are behind); retry later",
+			Code:   codeQueueFull}
 	case errors.Is(err, kv.ErrUnavailable):
 		return http.StatusServiceUnavailable, errorBody{
 			Detail: "the write was not accepted because the queue did not confirm it in time; retry later",

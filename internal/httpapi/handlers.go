@@ -107,12 +107,24 @@ func (h *handlers) queued(c *gin.Context, message, key string, v version.Version
 
 // readBody reads the whole body up to the limit; a larger one is refused
 // before it is read when its length is declared, or as soon as it passes
-// the limit when it is not.
+// the limit when it is not. A declared length is read into a buffer of
+// exactly that size (net/http holds the client to it), so a body costs its
+// own size and no more.
 func (h *handlers) readBody(c *gin.Context) ([]byte, error) {
-	if c.Request.ContentLength > h.maxBodyBytes {
+	n := c.Request.ContentLength
+	if n > h.maxBodyBytes {
 		return nil, errBodyTooLarge(h.maxBodyBytes)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBodyBytes))
+	var (
+		body []byte
+		err  error
+	)
+	if n >= 0 {
+		body = make([]byte, n)
+		_, err = io.ReadFull(c.Request.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBodyBytes))
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -763,6 +764,21 @@ func TestPublisherFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A broker that refuses a write because the queue is at its byte bound is
+// a 503 the client can act on: queue_full, with a longer Retry-After than
+// a replica's overload.
+func TestQueueFullIsA503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, deps{})
+	f.pub.Err = fmt.Errorf("queue: publish: %w", kv.ErrQueueFull)
+	rec := f.do(t, request{method: http.MethodPut, body: `{"key_name":"k","key_value":"v"}`})
+	assertError(t, rec, http.StatusServiceUnavailable, "queue_full")
+	if got := rec.Header().Get("Retry-After"); got != "5" {
+		t.Errorf("Retry-After %q, want 5", got)
+	}
+	f.assertNothingPublished(t)
 }
 
 func TestStoreFailureOnCacheMiss(t *testing.T) {

@@ -3,9 +3,11 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -166,5 +168,86 @@ func TestDrainingClosesConnections(t *testing.T) {
 		if got := f.do(t, r).Header().Get("Connection"); got != "close" {
 			t.Errorf("%s %s while draining: Connection %q, want close", r.method, r.target, got)
 		}
+	}
+}
+
+// blockingPutKV holds every Put until release is closed.
+type blockingPutKV struct {
+	blockingKV
+	putEntered chan struct{}
+}
+
+func (b *blockingPutKV) Put(context.Context, string, string) (version.Version, error) {
+	b.putEntered <- struct{}{}
+	<-b.release
+	return kvtest.V(2), nil
+}
+
+// Request bodies are admitted by their bytes as well as by their number:
+// while a large write is in flight, one more that would take the replica
+// over its byte budget is shed before its body is read, a body of unknown
+// length counts as the largest allowed, and requests without a body are
+// not held back by it.
+func TestInFlightBytesLimitShedsLargeBodies(t *testing.T) {
+	block := &blockingPutKV{blockingKV: blockingKV{entered: make(chan struct{}, 8), release: make(chan struct{})},
+		putEntered: make(chan struct{}, 8)}
+	reg := prometheus.NewRegistry()
+	h := httpapi.New(httpapi.Config{
+		KV: block, MaxBodyBytes: 1000, MaxInFlight: 100, MaxInFlightBytes: 1000,
+		Cache: kvtest.Pinger{}, Store: kvtest.Pinger{}, Broker: kvtest.Broker{Up: true},
+		Readiness: &httpapi.Readiness{}, HealthTimeout: time.Second,
+		Now: time.Now, Logger: slog.New(slog.DiscardHandler), Registerer: reg,
+	})
+	put := func(size int, chunked bool) *httptest.ResponseRecorder {
+		body := `{"key_name":"k","key_value":"` + strings.Repeat("v", size-31) + `"}`
+		var r io.Reader = strings.NewReader(body)
+		if chunked {
+			r = io.MultiReader(r) // httptest leaves ContentLength at -1
+		}
+		req := httptest.NewRequest(http.MethodPut, "/", r)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if rec := put(800, false); rec.Code != http.StatusAccepted {
+			t.Errorf("first write: %d %s", rec.Code, rec.Body)
+		}
+	})
+	<-block.putEntered
+	if got := gaugeValue(t, reg, "kvfleet_http_in_flight_bytes"); got != 800 {
+		t.Errorf("kvfleet_http_in_flight_bytes = %v, want 800", got)
+	}
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+	}{{"a 300-byte body", 300, false}, {"a 40-byte body of unknown length", 40, true}} {
+		rec := put(tc.size, tc.chunked)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s over the budget: %d, Retry-After %q; want 503 with Retry-After", tc.name, rec.Code, rec.Header().Get("Retry-After"))
+		}
+		var body struct{ Detail, Code string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Code != "overloaded" {
+			t.Errorf("%s: body %s, want code overloaded", tc.name, rec.Body)
+		}
+	}
+	// A read has no body to weigh.
+	close(block.release)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?key=k", nil))
+	<-block.entered
+	if rec.Code != http.StatusOK {
+		t.Errorf("a read while the budget was spent: %d", rec.Code)
+	}
+	wg.Wait()
+	if got := gaugeValue(t, reg, "kvfleet_http_in_flight_bytes"); got != 0 {
+		t.Errorf("kvfleet_http_in_flight_bytes after the write = %v, want 0", got)
+	}
+	if rec := put(300, false); rec.Code != http.StatusAccepted {
+		t.Errorf("a 300-byte write once the budget is free: %d %s", rec.Code, rec.Body)
 	}
 }

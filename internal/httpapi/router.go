@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -26,10 +27,18 @@ type Config struct {
 	// with Retry-After, instead of queueing until every request times out.
 	// Zero means no bound.
 	MaxInFlight int
-	Cache       Pinger
-	Store       Pinger
-	Broker      Broker
-	Readiness   *Readiness
+	// MaxInFlightBytes bounds the request bodies this replica holds at
+	// once, counted as the client declares them (or as MaxBodyBytes when it
+	// does not): a request that would take it over is answered 503
+	// overloaded before its body is read. A body costs about three times its
+	// size while it is decoded and published, so this keeps a replica's
+	// memory bounded however large the bodies in flight are. Zero means no
+	// bound.
+	MaxInFlightBytes int64
+	Cache            Pinger
+	Store            Pinger
+	Broker           Broker
+	Readiness        *Readiness
 	// HealthTimeout bounds each dependency check of /health.
 	HealthTimeout time.Duration
 	// ServedBy is sent as X-Served-By so that a client (and the e2e tests)
@@ -61,7 +70,7 @@ func New(cfg Config) http.Handler {
 	r.NoRoute(handle(func(*gin.Context) error { return errNoRoute }))
 
 	h := &handlers{kv: cfg.KV, maxBodyBytes: cfg.MaxBodyBytes}
-	limit := limitInFlight(cfg.MaxInFlight, cfg.Registerer)
+	limit := limitInFlight(cfg.MaxInFlight, cfg.MaxInFlightBytes, cfg.MaxBodyBytes, cfg.Registerer)
 	r.GET("/", limit, handle(h.get))
 	r.PUT("/", limit, handle(h.put))
 	r.DELETE("/", limit, handle(h.delete))
@@ -187,18 +196,27 @@ func measure(reg prometheus.Registerer) gin.HandlerFunc {
 var errOverloaded = &httpError{status: http.StatusServiceUnavailable, code: "overloaded",
 	msg: "this replica is at its limit of requests in flight; retry later"}
 
-// limitInFlight admits at most max client requests at once and sheds the
-// rest with errOverloaded; it exports the number in flight, a load signal
-// for the scaler.
-func limitInFlight(max int, reg prometheus.Registerer) gin.HandlerFunc {
-	inFlight := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+// limitInFlight admits at most max client requests and maxBytes of request
+// bodies at once and sheds the rest with errOverloaded; it exports both, a
+// load signal for the scaler. A body is weighed before it is read, by its
+// declared length; one sent without a length weighs the most it may be
+// (maxBody), and one declared over maxBody weighs nothing, since it is
+// refused unread.
+func limitInFlight(max int, maxBytes, maxBody int64, reg prometheus.Registerer) gin.HandlerFunc {
+	f := promauto.With(reg)
+	inFlight := f.NewGauge(prometheus.GaugeOpts{
 		Name: "kvfleet_http_in_flight",
 		Help: "Client requests this replica is working on.",
+	})
+	inFlightBytes := f.NewGauge(prometheus.GaugeOpts{
+		Name: "kvfleet_http_in_flight_bytes",
+		Help: "Request body bytes admitted and not yet released, by declared length.",
 	})
 	var slots chan struct{}
 	if max > 0 {
 		slots = make(chan struct{}, max)
 	}
+	budget := &byteBudget{limit: maxBytes}
 	return func(c *gin.Context) {
 		if slots != nil {
 			select {
@@ -210,9 +228,59 @@ func limitInFlight(max int, reg prometheus.Registerer) gin.HandlerFunc {
 				return
 			}
 		}
+		weight := bodyWeight(c.Request, maxBody)
+		if !budget.take(weight) {
+			_ = c.Error(errOverloaded)
+			c.Abort()
+			return
+		}
+		defer budget.give(weight)
 		inFlight.Inc()
 		defer inFlight.Dec()
+		inFlightBytes.Add(float64(weight))
+		defer inFlightBytes.Sub(float64(weight))
 		c.Next()
+	}
+}
+
+// bodyWeight is what a request's body counts against the byte budget.
+func bodyWeight(r *http.Request, maxBody int64) int64 {
+	switch {
+	case r.Body == nil || r.Body == http.NoBody:
+		return 0
+	case r.ContentLength < 0:
+		return maxBody
+	case r.ContentLength > maxBody:
+		return 0
+	}
+	return r.ContentLength
+}
+
+// byteBudget admits weights while their sum stays within limit (no limit
+// when it is zero). It never waits: a request that does not fit is shed.
+type byteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+func (b *byteBudget) take(n int64) bool {
+	if b.limit <= 0 || n == 0 {
+		return true
+	}
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *byteBudget) give(n int64) {
+	if b.limit > 0 && n > 0 {
+		b.used.Add(-n)
 	}
 }
 

@@ -63,6 +63,10 @@ var (
 	// ErrUnavailable means a write could not be confirmed by the broker in
 	// time; the client should retry later.
 	ErrUnavailable = errors.New("write service unavailable")
+	// ErrQueueFull means the broker refused a write, which it does when the
+	// write queue holds as many bytes as it is allowed to (its consumers
+	// are behind); the client should retry once they have caught up.
+	ErrQueueFull = errors.New("write queue full")
 	// ErrStoreUnavailable means a read missed the cache and the database
 	// could not answer.
 	ErrStoreUnavailable = errors.New("database unavailable")

@@ -42,9 +42,6 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Encode: %v", err)
 			}
-			if !json.Valid(body) {
-				t.Fatalf("Encode produced invalid JSON: %s", body)
-			}
 			got, err := Decode(body, envelopeLimits)
 			if err != nil {
 				t.Fatalf("Decode(%s): %v", body, err)
@@ -56,20 +53,107 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEnvelopeIsReadable(t *testing.T) {
-	body, err := Encode(kv.Write{Op: kv.OpDelete, Key: "k", Version: envelopeVersion, AcceptedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)})
+// TestMessageSizeStaysCloseToThePayload is the bound the brokers' memory
+// and disk budgets rest on: whatever bytes a key or value holds, its message
+// is at most a few dozen bytes larger. The JSON form made a 1 MiB value of
+// '<' into a 6 MiB message.
+func TestMessageSizeStaysCloseToThePayload(t *testing.T) {
+	const size = 1 << 20
+	limits := kv.Limits{MaxKeyBytes: 1024, MaxValueBytes: size}
+	for _, c := range []string{"<", "\"", "\\", "\x01", "\u2028", "é"} {
+		value := strings.Repeat(c, size/len(c))
+		w := kv.Write{Op: kv.OpPut, Key: strings.Repeat(c, 1024/len(c)), Value: value, Version: envelopeVersion, AcceptedAt: time.Now()}
+		body, err := Encode(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := len(w.Key) + len(w.Value)
+		if len(body) > MaxMessageBytes(payload, 1) || len(body) > payload+64 {
+			t.Errorf("%q: a %d-byte key and value made a %d-byte message; want at most %d", c, payload, len(body), payload+64)
+		}
+		got, err := Decode(body, limits)
+		if err != nil || !sameWrite(got, w) {
+			t.Errorf("%q: round trip = %v", c, err)
+		}
+	}
+}
+
+// A value is stored byte for byte: the message form carries any bytes, so
+// the only rule on what a value holds is kv.Limits'.
+func TestEnvelopeCarriesAnyBytes(t *testing.T) {
+	var all []byte
+	for i := range 256 {
+		all = append(all, byte(i))
+	}
+	w := kv.Write{Op: kv.OpPut, Key: "k", Value: string(all), Version: envelopeVersion}
+	body, err := Encode(w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(body, &fields); err != nil {
+	d := decoder{b: body[len(magic)+1:]}
+	got := d.write(kv.Limits{MaxKeyBytes: 8, MaxValueBytes: 256})
+	if d.err != nil || got.Value != w.Value {
+		t.Errorf("value bytes 0..255 read back as %q, %v", got.Value, d.err)
+	}
+}
+
+// Messages written by an earlier API, in JSON, are still applied after an
+// upgrade.
+func TestDecodeReadsTheEarlierJSONForm(t *testing.T) {
+	v := envelopeVersion.String()
+	one := `{"op":"put","key":"k","value":"\u003cv\u003e","version":"` + v + `","accepted_at":"2025-01-02T03:04:05Z"}`
+	w, err := Decode([]byte(one), envelopeLimits)
+	want := kv.Write{Op: kv.OpPut, Key: "k", Value: "<v>", Version: envelopeVersion, AcceptedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	if err != nil || !sameWrite(w, want) {
+		t.Errorf("Decode(%s) = %+v, %v; want %+v", one, w, err, want)
+	}
+	batch := `{"writes":[` + one + `,{"op":"delete","key":"j","version":"` + v + `"}]}`
+	ws, err := DecodeBatch([]byte(batch), envelopeLimits)
+	if err != nil || len(ws) != 2 || ws[1].Op != kv.OpDelete || ws[1].Key != "j" {
+		t.Errorf("DecodeBatch(%s) = %+v, %v", batch, ws, err)
+	}
+}
+
+func TestDecodeBinaryErrors(t *testing.T) {
+	good, err := Encode(kv.Write{Op: kv.OpPut, Key: "k", Value: "v", Version: envelopeVersion, AcceptedAt: time.Unix(1, 2)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"op": "delete", "key": "k", "version": envelopeVersion.String(), "accepted_at": "2025-01-02T03:04:05Z"}
-	for name, value := range want {
-		if fields[name] != value {
-			t.Errorf("field %q = %v, want %v (body %s)", name, fields[name], value, body)
-		}
+	with := func(edit func([]byte) []byte) []byte { return edit(append([]byte(nil), good...)) }
+	// Offsets into good: magic 0-3, count 4, op 5, version 6-21, seconds
+	// 22, nanoseconds 23, key length 24, key 25, value length 26, value 27.
+	tests := []struct {
+		name string
+		body []byte
+	}{
+		{"magic only", []byte("KVF\x01")},
+		{"zero writes", []byte("KVF\x01\x00")},
+		{"count beyond the body", with(func(b []byte) []byte { b[4] = 9; return b })},
+		{"count not a varint", append([]byte("KVF\x01"), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)},
+		{"unknown op", with(func(b []byte) []byte { b[5] = 3; return b })},
+		{"zero version", with(func(b []byte) []byte { copy(b[6:22], make([]byte, 16)); return b })},
+		{"nanoseconds out of range", with(func(b []byte) []byte {
+			return append(append(b[:23:23], 0x80, 0x94, 0xeb, 0xdc, 0x03), good[24:]...)
+		})},
+		{"key length beyond the body", with(func(b []byte) []byte { b[24] = 100; return b })},
+		{"key over the limit", with(func(b []byte) []byte { b[24] = 17; return b })},
+		{"empty key", with(func(b []byte) []byte { return append(b[:24:24], 0, 1, 'v') })},
+		{"value over the limit", with(func(b []byte) []byte { return append(b[:26:26], 33) })},
+		{"truncated value", with(func(b []byte) []byte { return b[:len(b)-1] })},
+		{"trailing bytes", with(func(b []byte) []byte { return append(b, 0) })},
+		{"invalid UTF-8 key", with(func(b []byte) []byte { b[25] = 0xff; return b })},
+		{"delete with a value", with(func(b []byte) []byte { b[5] = byte(kv.OpDelete); return b })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws, err := DecodeBatch(tt.body, envelopeLimits)
+			if !errors.Is(err, ErrUndecodable) {
+				t.Fatalf("DecodeBatch(%q) = %+v, %v; want an error wrapping ErrUndecodable", tt.body, ws, err)
+			}
+			if ws != nil {
+				t.Errorf("DecodeBatch(%q) returned writes with its error", tt.body)
+			}
+		})
 	}
 }
 
@@ -237,13 +321,6 @@ func TestEnvelopeBatchRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		t.Fatal(err)
-	}
-	if len(fields) != 1 || fields["writes"] == nil {
-		t.Fatalf("a message of three writes = %s, want an object holding only the list \"writes\"", body)
-	}
 	got, err := DecodeBatch(body, envelopeLimits)
 	if err != nil {
 		t.Fatalf("DecodeBatch(%s): %v", body, err)
@@ -272,7 +349,7 @@ func TestEncodeBatchOfOneIsTheOneWriteForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(one) != string(batch) {
-		t.Errorf("EncodeBatch of one write = %s, want the one-write form %s (which older consumers read)", batch, one)
+		t.Errorf("EncodeBatch of one write = %q, want the one-write form %q", batch, one)
 	}
 	got, err := DecodeBatch(one, envelopeLimits)
 	if err != nil || len(got) != 1 || !sameWrite(got[0], w) {

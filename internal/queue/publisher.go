@@ -21,8 +21,11 @@ import (
 var (
 	ErrNotConnected = errors.New("queue: not connected to the broker")
 	ErrBlocked      = errors.New("queue: the broker is blocking publishers (resource alarm)")
-	ErrNacked       = errors.New("queue: the broker did not confirm the message")
-	ErrUnroutable   = errors.New("queue: the broker could not route the message to the write queue")
+	// ErrNacked is the broker's refusal of a message. A quorum queue
+	// refuses one when it is at its byte bound (overflow reject-publish),
+	// so it wraps kv.ErrQueueFull.
+	ErrNacked     = fmt.Errorf("queue: the broker refused the message: %w", kv.ErrQueueFull)
+	ErrUnroutable = errors.New("queue: the broker could not route the message to the write queue")
 )
 
 // PublisherConfig configures a Publisher.
@@ -336,7 +339,7 @@ func (p *Publisher) publishGroup(ctx context.Context, ch *confirmChannel, writes
 	defer cancel()
 	// Versions are unique per write, so the first one names the message.
 	result, err := ch.publish(ctx, p.cfg.Topology.Queue, amqp.Publishing{
-		ContentType:  "application/json",
+		ContentType:  ContentType,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    writes[0].Version.String(),
 		Timestamp:    writes[0].AcceptedAt,

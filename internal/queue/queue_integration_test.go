@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,6 +166,46 @@ func TestRabbitMQ(t *testing.T) {
 		publishAll(t, single, 50, 1000)
 		if got := queueDepth(t, rmq, "t.writes"); got != 50 {
 			t.Fatalf("queue holds %d messages, want 50", got)
+		}
+	})
+
+	t.Run("a queue at its byte bound refuses publishes as queue full", func(t *testing.T) {
+		// The policy the fleet's brokers load (deploy/rabbitmq/start.sh),
+		// with a bound of 8 KiB.
+		if out, err := rmq.Ctl(ctx, "purge_queue", "t.writes"); err != nil {
+			t.Fatalf("purge_queue: %v: %s", err, out)
+		}
+		if out, err := rmq.Ctl(ctx, "set_policy", "--apply-to", "queues", "bound", `^t\.writes$`,
+			`{"max-length-bytes":8192,"overflow":"reject-publish","max-in-memory-length":0}`); err != nil {
+			t.Fatalf("set_policy: %v: %s", err, out)
+		}
+		defer func() {
+			if out, err := rmq.Ctl(ctx, "clear_policy", "bound"); err != nil {
+				t.Errorf("clear_policy: %v: %s", err, out)
+			}
+		}()
+		single := startPublisher(t, rmq.URL, func(c *queue.PublisherConfig) { c.MaxBatch = 1 })
+		value := strings.Repeat("v", 1024)
+		accepted := 0
+		var err error
+		for i := range 100 {
+			w := write("big", 5000+uint64(i))
+			w.Value = value
+			if err = single.Publish(ctx, w); err != nil {
+				break
+			}
+			accepted++
+		}
+		if !errors.Is(err, kv.ErrQueueFull) {
+			t.Fatalf("after %d writes of 1 KiB into a queue bounded at 8 KiB: %v, want an error wrapping kv.ErrQueueFull", accepted, err)
+		}
+		// RabbitMQ checks the bound before it enqueues, so it may overshoot
+		// by what was in flight; not by much.
+		if accepted < 7 || accepted > 12 {
+			t.Errorf("the queue took %d writes of 1 KiB under a bound of 8 KiB", accepted)
+		}
+		if got := queueDepth(t, rmq, "t.writes"); got != accepted {
+			t.Errorf("queue holds %d messages, want the %d confirmed ones", got, accepted)
 		}
 	})
 

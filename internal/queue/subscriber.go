@@ -18,8 +18,12 @@ type SubscriberConfig struct {
 	Connection *Connection
 	Topology   Topology
 	// Prefetch is how many unacknowledged messages the broker lets this
-	// consumer hold; it must be at least the consumer's batch size.
-	Prefetch int
+	// consumer hold, at most; PrefetchBytes lowers it so that that many
+	// messages of the largest size Limits allow fit in PrefetchBytes. (AMQP
+	// prefetch counts messages; RabbitMQ does not implement a prefetch in
+	// bytes.)
+	Prefetch      int
+	PrefetchBytes int
 	// Limits are the API's; a message beyond them is undecodable.
 	Limits kv.Limits
 	Logger *slog.Logger
@@ -42,6 +46,17 @@ type Subscriber struct {
 // NewSubscriber returns a Subscriber; Run connects it.
 func NewSubscriber(cfg SubscriberConfig) *Subscriber {
 	return &Subscriber{cfg: cfg, log: cfg.Logger}
+}
+
+// EffectivePrefetch is the prefetch the subscriber asks the broker for:
+// Prefetch, lowered so that as many messages of the largest size the
+// limits allow fit in PrefetchBytes, and at least one.
+func (s *Subscriber) EffectivePrefetch() int {
+	if s.cfg.PrefetchBytes <= 0 {
+		return s.cfg.Prefetch
+	}
+	largest := MaxMessageBytes(s.cfg.Limits.MaxKeyBytes+s.cfg.Limits.MaxValueBytes, 1)
+	return max(1, min(s.cfg.Prefetch, s.cfg.PrefetchBytes/largest))
 }
 
 // Consuming reports whether the subscriber currently has a consuming channel.
@@ -69,7 +84,8 @@ func (s *Subscriber) session(ctx context.Context, conn *amqp.Connection, ready f
 	if err := s.cfg.Topology.Declare(ch); err != nil {
 		return err
 	}
-	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
+	prefetch := s.EffectivePrefetch()
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return fmt.Errorf("queue: set prefetch: %w", err)
 	}
 	deliveries, err := ch.Consume(s.cfg.Topology.Queue, "", false, false, false, false, nil)
@@ -79,7 +95,7 @@ func (s *Subscriber) session(ctx context.Context, conn *amqp.Connection, ready f
 	ready()
 	s.consuming.Store(true)
 	defer s.consuming.Store(false)
-	s.log.Info("consuming", "op", "subscriber.connect", "queue", s.cfg.Topology.Queue, "prefetch", s.cfg.Prefetch)
+	s.log.Info("consuming", "op", "subscriber.connect", "queue", s.cfg.Topology.Queue, "prefetch", prefetch)
 
 	// The decoder turns deliveries into Messages in delivery order. It ends
 	// when the channel closes (which closes deliveries) or the handler is
