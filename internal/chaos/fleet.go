@@ -58,6 +58,10 @@ type Container struct {
 	Pid      int    // of its first process, in this machine's PID namespace
 	Restart  string // restart policy
 	Hostname string
+	// Restarts is how many times Docker has restarted it; OOMKilled says
+	// whether its last end was the kernel's out-of-memory killer.
+	Restarts  int
+	OOMKilled bool
 }
 
 // Label returns service#number, the way start.sh names containers.
@@ -100,7 +104,8 @@ func docker(ctx context.Context, timeout time.Duration, args ...string) (string,
 // inspectFormat prints one line per container for parseContainers.
 const inspectFormat = `{{.Id}}|{{.Name}}|{{index .Config.Labels "com.docker.compose.service"}}|` +
 	`{{index .Config.Labels "com.docker.compose.container-number"}}|{{.State.Status}}|{{.State.ExitCode}}|` +
-	`{{if index .State "Health"}}{{.State.Health.Status}}{{end}}|{{.State.Pid}}|{{.HostConfig.RestartPolicy.Name}}|{{.Config.Hostname}}`
+	`{{if index .State "Health"}}{{.State.Health.Status}}{{end}}|{{.State.Pid}}|{{.HostConfig.RestartPolicy.Name}}|{{.Config.Hostname}}|` +
+	`{{.RestartCount}}|{{.State.OOMKilled}}`
 
 // parseContainers reads the lines docker inspect prints with inspectFormat.
 func parseContainers(out string) ([]Container, error) {
@@ -111,15 +116,17 @@ func parseContainers(out string) ([]Container, error) {
 			continue
 		}
 		f := strings.Split(line, "|")
-		if len(f) != 10 {
+		if len(f) != 12 {
 			return nil, fmt.Errorf("chaos: unexpected docker inspect line %q", line)
 		}
 		num, _ := strconv.Atoi(f[3])
 		exit, _ := strconv.Atoi(f[5])
 		pid, _ := strconv.Atoi(f[7])
+		restarts, _ := strconv.Atoi(f[10])
 		cs = append(cs, Container{
 			ID: f[0], Name: strings.TrimPrefix(f[1], "/"), Service: f[2], Number: num,
 			Status: f[4], ExitCode: exit, Health: f[6], Pid: pid, Restart: f[8], Hostname: f[9],
+			Restarts: restarts, OOMKilled: f[11] == "true",
 		})
 	}
 	slices.SortFunc(cs, func(a, b Container) int {
@@ -453,4 +460,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Pause freezes cs (docker pause): their processes stop, their
+// connections stay open, as with a process that has stopped making
+// progress.
+func (f *Fleet) Pause(ctx context.Context, cs []Container) error {
+	_, err := docker(ctx, commandTimeout, append([]string{"pause"}, ids(cs)...)...)
+	return err
+}
+
+// Unpause lets cs run again; a container that is not paused is left alone.
+func (f *Fleet) Unpause(ctx context.Context, cs []Container) error {
+	var paused []Container
+	for _, c := range cs {
+		if c, err := f.Inspect(ctx, c); err == nil && c.Status == "paused" {
+			paused = append(paused, c)
+		}
+	}
+	if len(paused) == 0 {
+		return nil
+	}
+	_, err := docker(ctx, commandTimeout, append([]string{"unpause"}, ids(paused)...)...)
+	return err
 }

@@ -8,10 +8,10 @@ import (
 
 func TestParseContainers(t *testing.T) {
 	out := strings.Join([]string{
-		"bbb|/kvfleet-api-2|api|2|running|0|healthy|4242|unless-stopped|bbb12",
-		"ccc|/kvfleet-migrate-1|migrate|1|exited|0||0|on-failure|ccc12",
-		"aaa|/kvfleet-api-1|api|1|running|0|starting|4241|unless-stopped|aaa12",
-		"ddd|/kvfleet-rabbitmq-1-1|rabbitmq-1|1|running|0|healthy|99|unless-stopped|rabbitmq-1",
+		"bbb|/kvfleet-api-2|api|2|running|0|healthy|4242|unless-stopped|bbb12|3|true",
+		"ccc|/kvfleet-migrate-1|migrate|1|exited|0||0|on-failure|ccc12|0|false",
+		"aaa|/kvfleet-api-1|api|1|running|0|starting|4241|unless-stopped|aaa12|0|false",
+		"ddd|/kvfleet-rabbitmq-1-1|rabbitmq-1|1|running|0|healthy|99|unless-stopped|rabbitmq-1|0|false",
 		"",
 	}, "\n")
 	cs, err := parseContainers(out)
@@ -26,7 +26,8 @@ func TestParseContainers(t *testing.T) {
 		t.Fatalf("containers %v, want %v (sorted by service and number)", got, want)
 	}
 	api2 := cs[1]
-	if api2.ID != "bbb" || api2.Name != "kvfleet-api-2" || api2.Pid != 4242 || api2.Health != "healthy" || api2.Restart != "unless-stopped" {
+	if api2.ID != "bbb" || api2.Name != "kvfleet-api-2" || api2.Pid != 4242 || api2.Health != "healthy" || api2.Restart != "unless-stopped" ||
+		api2.Restarts != 3 || !api2.OOMKilled {
 		t.Fatalf("api#2 = %+v", api2)
 	}
 	if cs[3].Hostname != "rabbitmq-1" {

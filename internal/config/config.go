@@ -237,7 +237,7 @@ func LoadConsumer(getenv func(string) string) (Consumer, error) {
 	e := &env{getenv: getenv}
 	c := Consumer{Common: loadCommon(e)}
 	c.Prefetch = e.integer("PREFETCH", 256, 1, 65535)
-	c.PrefetchBytes = e.integer("PREFETCH_BYTES", 128<<20, 1<<20, 16<<30)
+	c.PrefetchBytes = e.integer("PREFETCH_BYTES", 64<<20, 1<<20, 16<<30)
 	if c.PrefetchBytes < c.Limits.MaxKeyBytes+c.Limits.MaxValueBytes {
 		e.fail("PREFETCH_BYTES", "%d is below MAX_KEY_BYTES + MAX_VALUE_BYTES (%d): a message at the limit would not fit",
 			c.PrefetchBytes, c.Limits.MaxKeyBytes+c.Limits.MaxValueBytes)

@@ -38,7 +38,7 @@ set -euo pipefail
 : "${RABBITMQ_USER:?}" "${RABBITMQ_PASSWORD:?}" "${RABBITMQ_ADMIN_PASSWORD:?}" "${RABBITMQ_COOKIE:?}"
 admin=${RABBITMQ_ADMIN_USER:-admin}
 queue=${RABBITMQ_WRITE_QUEUE:-kvfleet.writes}
-max_queue_bytes=${RABBITMQ_WRITE_QUEUE_MAX_BYTES:-268435456}
+max_queue_bytes=${RABBITMQ_WRITE_QUEUE_MAX_BYTES:-536870912}
 max_queue_messages=${RABBITMQ_WRITE_QUEUE_MAX_MESSAGES:-500000}
 [[ $max_queue_bytes =~ ^[0-9]+$ && $max_queue_messages =~ ^[0-9]+$ ]] || {
 	echo "start.sh: RABBITMQ_WRITE_QUEUE_MAX_BYTES and RABBITMQ_WRITE_QUEUE_MAX_MESSAGES must be whole numbers" >&2
