@@ -35,6 +35,17 @@ CHAOS_FLAGS ?=
 chaos: ## faults one at a time under load on the running fleet (./start.sh first); CHAOS_FLAGS=--quick: CI's short schedule
 	$(GO) run ./cmd/kvfleet-chaos $(CHAOS_FLAGS)
 
+# The hostile-client suite needs a running fleet too: it attacks it through
+# 127.0.0.1 (large escape-heavy writes behind paused consumers, a flood to
+# the queue's byte bound, bodies at the limit, unknown and duplicate
+# members, huge queries and headers, slowloris) beside a well-behaved client
+# and pauses only the project's consumers. HOSTILE_FLAGS=-quick: CI's schedule.
+HOSTILE_FLAGS ?=
+
+.PHONY: hostile
+hostile: ## attacks the running fleet as a hostile client would, checks it holds (./start.sh first); HOSTILE_FLAGS=-quick: ~4 min
+	$(GO) run ./cmd/kvfleet-hostile $(HOSTILE_FLAGS)
+
 # The autoscaling test brings up its own fleet (project kvfleet-autoscale,
 # port 18200), runs the scaler beside it under idle, saturating and idle
 # traffic through 127.0.0.1 and tears it down; it changes only that
@@ -88,9 +99,11 @@ lint: ## go vet, gofmt and staticcheck
 bench: ## run the benchmarks (decoding, version clock, cache entries)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-fuzz: ## fuzz the request decoding for 30s per target
+fuzz: ## fuzz the request decoding and the message form for 30s per target
 	$(GO) test -run '^$$' -fuzz FuzzDecodePut -fuzztime 30s ./internal/httpapi/
 	$(GO) test -run '^$$' -fuzz FuzzQueryKey -fuzztime 30s ./internal/httpapi/
+	$(GO) test -run '^$$' -fuzz 'FuzzDecode$$' -fuzztime 30s ./internal/queue/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./internal/queue/
 
 up: ## bring the Compose fleet up and run the smoke tests (same as ./start.sh)
 	./start.sh

@@ -4,8 +4,10 @@
 # 18100, so a running fleet is left alone) with ./start.sh, runs the suite
 # through that fleet's nginx, saves the fleet's logs to chaos-logs.txt if a
 # scenario fails, and tears the fleet and its volumes down
-# (KVFLEET_CHAOS_KEEP=true keeps it for a look). Arguments go to the suite:
-# CI runs `scripts/chaos.sh --quick`.
+# (KVFLEET_CHAOS_KEEP=true keeps it for a look). Arguments go to the suite,
+# except --hostile, which runs the hostile-client suite's quick schedule
+# (cmd/kvfleet-hostile) on the same fleet once the chaos suite has passed:
+# CI runs `scripts/chaos.sh --quick --hostile`.
 #
 # It uses the Compose command that start.sh uses (KVFLEET_COMPOSE, or the
 # same search: scripts/lib/compose.sh). Without a reachable Docker engine it
@@ -35,6 +37,11 @@ teardown() {
 }
 
 main() {
+	local hostile=false args=()
+	for a in "$@"; do
+		if [[ $a == --hostile ]]; then hostile=true; else args+=("$a"); fi
+	done
+	set -- "${args[@]}"
 	if ! docker_reachable; then
 		if [[ ${CI:-} == true ]]; then
 			printf 'chaos: FAILED: the Docker engine is not reachable, and CI must run the chaos suite\n' >&2
@@ -53,10 +60,14 @@ main() {
 	say "running the suite against http://127.0.0.1:$KVFLEET_PORT (project $KVFLEET_PROJECT)"
 	local rc=0
 	go run ./cmd/kvfleet-chaos "$@" || rc=$?
+	if ((rc == 0)) && [[ $hostile == true ]]; then
+		say "running the hostile-client suite (quick) against the same fleet"
+		go run ./cmd/kvfleet-hostile -quick -api "http://127.0.0.1:$KVFLEET_PORT" -project "$KVFLEET_PROJECT" || rc=$?
+	fi
 	if ((rc != 0)); then
 		./start.sh --logs >chaos-logs.txt 2>&1 || true
 		docker ps -a --filter "label=com.docker.compose.project=$KVFLEET_PROJECT" >>chaos-logs.txt
-		say "FAILED; the report is in chaos-report.json and the fleet's logs in chaos-logs.txt"
+		say "FAILED; the reports are in chaos-report.json (and hostile-report.json) and the fleet's logs in chaos-logs.txt"
 		exit "$rc"
 	fi
 	say "passed"
