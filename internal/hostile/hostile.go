@@ -15,10 +15,11 @@ package hostile
 import (
 	"flag"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kvfleet/kvfleet/internal/load"
 )
 
 // Options are the suite's settings.
@@ -63,7 +64,7 @@ func ParseOptions(args []string) (Options, error) {
 		o.FloodMax = map[bool]int{false: 1500, true: 800}[o.Quick]
 	}
 	u, err := url.Parse(o.API)
-	if err != nil || u.Scheme != "http" || !isLoopback(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || !load.IsLoopback(u.Hostname()) {
 		return o, fmt.Errorf("-api %q: want an http URL on a loopback address (the suite attacks only this machine)", o.API)
 	}
 	var bad []string
@@ -86,12 +87,4 @@ func ParseOptions(args []string) (Options, error) {
 		return o, fmt.Errorf("kvfleet-hostile: %s", strings.Join(bad, "; "))
 	}
 	return o, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

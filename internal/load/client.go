@@ -42,7 +42,7 @@ func NewClient(base string, timeout time.Duration, conns int) (*Client, error) {
 	if u.Scheme != "http" {
 		return nil, fmt.Errorf("load: base URL %q: only http is supported", base)
 	}
-	if !isLoopback(u.Hostname()) {
+	if !IsLoopback(u.Hostname()) {
 		return nil, fmt.Errorf("%w; got %q", ErrNotLoopback, u.Hostname())
 	}
 	if timeout <= 0 {
@@ -59,7 +59,9 @@ func NewClient(base string, timeout time.Duration, conns int) (*Client, error) {
 	return &Client{base: u, http: &http.Client{Transport: transport}, timeout: timeout}, nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host names this machine: localhost or a
+// loopback address. Every tool that sends load checks its target with it.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
