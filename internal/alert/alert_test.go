@@ -14,7 +14,7 @@ import (
 
 const (
 	rulesDir = "../../deploy/prometheus/rules"
-	readme   = "../../README.md"
+	runbooks = "../../docs/runbooks.md"
 )
 
 // TestRulesPassPromtool runs `promtool check rules` on every rules file
@@ -95,7 +95,7 @@ func TestEveryAlertIsTested(t *testing.T) {
 
 // TestAlertsSayWhatToDo: every alert has a summary, a description, a
 // severity Alertmanager routes on, a component it inhibits by, and a
-// runbook that is a heading of the README.
+// runbook that is a heading of docs/runbooks.md.
 func TestAlertsSayWhatToDo(t *testing.T) {
 	rules, err := Load(rulesDir)
 	if err != nil {
@@ -104,7 +104,7 @@ func TestAlertsSayWhatToDo(t *testing.T) {
 	if len(rules) < 20 {
 		t.Fatalf("loaded only %d alerts from %s", len(rules), rulesDir)
 	}
-	anchors := readmeAnchors(t)
+	anchors := runbookAnchors(t)
 	names := map[string]bool{}
 	for _, r := range rules {
 		if names[r.Name] {
@@ -125,23 +125,23 @@ func TestAlertsSayWhatToDo(t *testing.T) {
 		if r.Labels["component"] == "" {
 			t.Errorf("%s: alert %s has no component label", r.File, r.Name)
 		}
-		want := "README.md#" + strings.ToLower(r.Name)
+		want := "docs/runbooks.md#" + strings.ToLower(r.Name)
 		if r.Annotations["runbook"] != want {
 			t.Errorf("%s: alert %s has runbook %q, want %q", r.File, r.Name, r.Annotations["runbook"], want)
 		}
 		if !anchors[strings.ToLower(r.Name)] {
-			t.Errorf("%s: the README has no heading %q for alert %s's runbook", r.File, r.Name, r.Name)
+			t.Errorf("%s: docs/runbooks.md has no heading %q for alert %s's runbook", r.File, r.Name, r.Name)
 		}
 	}
 }
 
 var notInAnchor = regexp.MustCompile(`[^\p{L}\p{N} _-]`)
 
-// readmeAnchors returns the anchors GitHub makes of the README's
+// runbookAnchors returns the anchors GitHub makes of docs/runbooks.md's
 // headings: lower case, punctuation dropped, spaces as hyphens.
-func readmeAnchors(t *testing.T) map[string]bool {
+func runbookAnchors(t *testing.T) map[string]bool {
 	t.Helper()
-	f, err := os.Open(readme)
+	f, err := os.Open(runbooks)
 	if err != nil {
 		t.Fatal(err)
 	}
